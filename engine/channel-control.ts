@@ -1,0 +1,81 @@
+import type { Logger } from 'pino';
+import type { Channel } from './channel.ts';
+import { FerryError } from './errors.ts';
+import type { EventBus } from './events.ts';
+import type { AdminStore } from './store/admin-store.ts';
+
+// Starting and stopping channels on an operator's word: the state is saved (a channel stopped
+// through the API stays stopped across restarts), announced on the event bus, and one channel's
+// start and stop never overlap.
+
+export interface ChannelControl {
+  /** At engine start: starts every channel except those saved as stopped; returns those skipped. */
+  startSaved(): Promise<string[]>;
+  start(name: string, by: string | null): Promise<Channel>;
+  stop(name: string, by: string | null): Promise<Channel>;
+}
+
+export const channelControl = (deps: {
+  channels: ReadonlyMap<string, Channel>;
+  state: AdminStore;
+  bus: EventBus;
+  logger: Logger;
+}): ChannelControl => {
+  const { channels, state, bus, logger } = deps;
+  /** Per channel, the tail of its start/stop chain (never rejects). */
+  const pending = new Map<string, Promise<void>>();
+
+  /** Runs `step` after any start or stop of the same channel still in progress. */
+  const serialized = <T>(name: string, step: () => Promise<T>): Promise<T> => {
+    const run = (pending.get(name) ?? Promise.resolve()).then(step);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    pending.set(name, tail);
+    void tail.then(() => {
+      if (pending.get(name) === tail) pending.delete(name);
+    });
+    return run;
+  };
+
+  const channelNamed = (name: string): Channel => {
+    const channel = channels.get(name);
+    if (!channel) throw new FerryError('CHANNEL_NOT_FOUND', `no channel named ${name}`, { details: { status: 404 } });
+    return channel;
+  };
+
+  const change = async (name: string, to: 'running' | 'stopped', by: string | null): Promise<Channel> => {
+    const channel = channelNamed(name);
+    return serialized(name, async () => {
+      // Saved first: the operator's intent stands even if starting fails now (it is retried at the next engine start).
+      state.saveChannelState(name, to, by);
+      try {
+        await (to === 'running' ? channel.start() : channel.stop());
+        logger.info({ channel: name, by }, to === 'running' ? 'channel started through the admin API' : 'channel stopped through the admin API');
+      } finally {
+        bus.publish({ kind: 'channel', channel: name });
+      }
+      return channel;
+    });
+  };
+
+  return {
+    async startSaved() {
+      const stopped = state.stoppedChannels();
+      const skipped: string[] = [];
+      for (const channel of channels.values()) {
+        if (stopped.has(channel.name)) {
+          skipped.push(channel.name);
+          logger.info({ channel: channel.name }, 'channel left stopped: it was stopped through the admin API');
+          continue;
+        }
+        await serialized(channel.name, () => channel.start());
+        bus.publish({ kind: 'channel', channel: channel.name });
+      }
+      return skipped;
+    },
+    start: (name, by) => change(name, 'running', by),
+    stop: (name, by) => change(name, 'stopped', by),
+  };
+};

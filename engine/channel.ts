@@ -1,0 +1,429 @@
+import { WaitingError, type ConnectionOptions, type Job, type Queue, type Worker } from 'bullmq';
+import { dirname, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { HmacVerifier } from './auth/hmac.ts';
+import type { TokenTable } from './auth/tokens.ts';
+import type { ChannelConfig, DestinationConfig } from './config.ts';
+import { channelDestination } from './destinations/channel.ts';
+import type { Destination } from './destinations/destination.ts';
+import { fileDestination } from './destinations/file.ts';
+import { httpsDestination } from './destinations/https.ts';
+import { mllpDestination } from './destinations/mllp.ts';
+import { postgresDestination } from './destinations/postgres.ts';
+import { websocketDestination } from './destinations/websocket.ts';
+import { FerryError, describeError, isFerryError, isPermanent } from './errors.ts';
+import { decodeAs, encodeHl7 } from './hl7/charset.ts';
+import type { HttpsMount } from './http/https-listener.ts';
+import { createIntake, type Intake } from './intake.ts';
+import { TRANSFORM_STAGE, destinationStage, type OutputMeta } from './message.ts';
+import {
+  createQueue,
+  createWorker,
+  deliveryJobId,
+  destinationQueueName,
+  inboundQueueName,
+  mayRetry,
+  requeueAbandoned,
+  retryDelay,
+  type DeliveryJob,
+  type InboundJob,
+} from './queues.ts';
+import { createTranslator, type ScriptStatus, type Translator } from './sandbox/translator.ts';
+import { fileSource, type FileSource } from './sources/file.ts';
+import { httpsSource, type HttpsSource } from './sources/https.ts';
+import { mllpSource, type MllpSource } from './sources/mllp.ts';
+import { mllpHandler } from './sources/mllp-handler.ts';
+import { pusherSource } from './sources/pusher.ts';
+import type { PushHub } from './push/hub.ts';
+import type { MessageStore } from './store/message-store.ts';
+
+// Wires one channel: source → inbound queue → translator → one queue per destination → send.
+// Every hop re-reads content from the message log by id, so each worker can be replayed after a
+// crash: a stage already recorded as done is skipped, not repeated.
+
+export type ChannelState = 'stopped' | 'running' | 'error';
+
+export interface ChannelInfo {
+  name: string;
+  state: ChannelState;
+  source: string;
+  script: ScriptStatus | null;
+  lastError: string | null;
+  queues: Record<string, number>;
+}
+
+export interface Channel {
+  readonly name: string;
+  readonly config: ChannelConfig;
+  readonly intake: Intake;
+  /** Now, synchronously (sources answering requests read it: a stopped channel's path refuses). */
+  state(): ChannelState;
+  /**
+   * Starts workers, then the source: intake opens only once the channel can process. A failed
+   * start releases what it had started and leaves the channel in `error`.
+   */
+  start(): Promise<void>;
+  /**
+   * Closes the source first, then lets in-flight work finish; queued work stays in Redis and the
+   * intake keeps accepting hand-offs from other channels (they wait in the queue for the next start).
+   */
+  stop(): Promise<void>;
+  info(): Promise<ChannelInfo>;
+  /** The bound port of an MLLP source (useful with port 0). */
+  sourcePort(): number | undefined;
+  /** stop(), then release the channel's Redis handles: for engine shutdown. */
+  close(): Promise<void>;
+}
+
+export interface ChannelDeps {
+  store: MessageStore;
+  connection: ConnectionOptions;
+  logger: Logger;
+  /** Another channel's intake, for channel destinations (all channels exist before any starts). */
+  intakeOf: (channel: string) => Intake | undefined;
+  /** engine.commitTimeout: how long intake waits for Redis before refusing. */
+  commitTimeoutMs?: number;
+  /** For https sources: the engine HTTPS listener, and what checks tokens and signatures. */
+  https?: { listener: HttpsMount; tokens?: TokenTable; hmac?: HmacVerifier };
+  /** For websocket destinations: the topics of engine.websocket. */
+  push?: PushHub;
+}
+
+type ChannelSource = MllpSource | HttpsSource | FileSource;
+
+/** Concurrent deliveries for `order: parallel`; `fifo` is one at a time. */
+const PARALLEL_DELIVERIES = 8;
+const WORKER_ERROR_LOG_INTERVAL_MS = 30_000;
+
+const sourceSummary = (config: ChannelConfig): string => {
+  switch (config.source.type) {
+    case 'mllp':
+      return `mllp ${config.source.host}:${config.source.port}`;
+    case 'https':
+      return `https ${config.source.path}`;
+    case 'pusher':
+      return `pusher ${config.source.path}`;
+    case 'channel':
+      return 'channel';
+    case 'file':
+      return `file ${config.source.dir}/${config.source.pattern}`;
+  }
+};
+
+const makeDestination = (config: DestinationConfig, deps: ChannelDeps, channelName: string): Destination => {
+  switch (config.type) {
+    case 'file':
+      return fileDestination(config);
+    case 'channel': {
+      const target = deps.intakeOf(config.channel);
+      if (!target) throw new FerryError('CHANNEL_NOT_FOUND', `destination ${config.name}: no channel named ${config.channel}`);
+      return channelDestination(config, target);
+    }
+    case 'https':
+      return httpsDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
+    case 'postgres':
+      return postgresDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
+    case 'websocket':
+      if (!deps.push) throw new FerryError('CONFIG_INVALID', `destination ${config.name}: a websocket destination needs engine.websocket`);
+      return websocketDestination(config, deps.push);
+    case 'mllp':
+      return mllpDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
+  }
+};
+
+export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel => {
+  const { store, connection } = deps;
+  const logger = deps.logger.child({ channel: config.name });
+  const inbound: Queue<InboundJob> = createQueue<InboundJob>(inboundQueueName(config.name), connection);
+  const deliveryQueues = new Map(
+    config.destinations.map((d) => [d.name, createQueue<DeliveryJob>(destinationQueueName(config.name, d.name), connection)]),
+  );
+  const destinationNames = config.destinations.map((d) => d.name);
+  const intake = createIntake({
+    channel: config.name,
+    store,
+    queue: inbound,
+    logger,
+    commitTimeoutMs: deps.commitTimeoutMs,
+    maxQueued: config.maxQueued,
+    dedupe: config.dedupe,
+  });
+
+  let state: ChannelState = 'stopped';
+  let lastError: string | null = null;
+  let translator: Translator | undefined;
+  // What a stopped channel shows of its script: the last running version, or none loaded yet.
+  let scriptShown: ScriptStatus | null = config.script
+    ? { file: relative(dirname(dirname(config.script)), config.script), version: '', loadedAt: '' }
+    : null;
+  let source: ChannelSource | undefined;
+  let workers: Worker[] = [];
+  let destinations = new Map<string, Destination>();
+  // Aborted on stop so that deliveries waiting to retry hand their job back at once.
+  let stopping = new AbortController();
+
+  const noteError = (message: string): void => {
+    lastError = `${new Date().toISOString()} ${message}`;
+  };
+
+  /** Undoes start in reverse, whatever part of it ran. */
+  const release = async (): Promise<void> => {
+    stopping.abort();
+    await source?.stop();
+    source = undefined;
+    await intake.drain();
+    await Promise.all(workers.map((w) => w.close()));
+    workers = [];
+    await Promise.all([...destinations.values()].map((d) => d.close()));
+    destinations = new Map();
+    if (translator) scriptShown = translator.status();
+    await translator?.close();
+    translator = undefined;
+  };
+
+  const enqueueDeliveries = async (id: string, outputs: number): Promise<void> => {
+    for (const destination of config.destinations) {
+      const jobs = [];
+      for (let output = 0; output < outputs; output++) {
+        if (store.stageStatus(id, destinationStage(destination.name, output)) === 'sent') continue;
+        jobs.push({ name: 'deliver', data: { id, output }, opts: { jobId: deliveryJobId(id, destination.name, output) } });
+      }
+      if (jobs.length > 0) await deliveryQueues.get(destination.name)!.addBulk(jobs);
+    }
+  };
+
+  /** Runs the translator (or passes the bytes through) and records the outcome. */
+  const transform = async (id: string): Promise<void> => {
+    const message = store.load(id);
+    if (!message) {
+      logger.warn({ id }, 'queued message is not in the message log (purged?); skipped');
+      return;
+    }
+    const done = store.stageStatus(id, TRANSFORM_STAGE);
+    if (done === 'filtered' || done === 'error') return;
+    if (done === 'transformed') {
+      // Replayed after a crash between recording and queueing: queue what is not yet sent.
+      await enqueueDeliveries(id, store.outputCount(id));
+      return;
+    }
+
+    let outputs: Buffer[];
+    let meta: Array<OutputMeta | null> | undefined;
+    let logs = '';
+    if (!translator) {
+      outputs = [message.raw]; // no script: the received bytes go on unchanged
+    } else {
+      try {
+        const result = await translator.run({ id, text: decodeAs(message.raw, message.charset) });
+        logs = result.logs.map((line) => `${line.level} ${line.message}`).join('\n');
+        if (result.outputs === null || result.outputs.length === 0) {
+          await store.recordTransform(id, { status: 'filtered', logs });
+          return;
+        }
+        outputs = result.outputs.map((text) => Buffer.from(encodeHl7(text, message.charset)));
+        meta = result.meta;
+      } catch (error) {
+        if (!isPermanent(error)) throw error; // the sandbox failed, not the script: retry the job
+        logger.warn({ id, err: error }, `script error: ${describeError(error)}`);
+        noteError(describeError(error));
+        await store.recordTransform(id, { status: 'error', error: describeError(error), logs });
+        return;
+      }
+    }
+    await store.recordTransform(id, {
+      status: 'transformed',
+      outputs,
+      ...(meta ? { meta } : {}),
+      destinations: destinationNames,
+      logs,
+    });
+    await enqueueDeliveries(id, outputs.length);
+  };
+
+  /** Sends one output to one destination, retrying in place so a `fifo` queue keeps its order. */
+  const deliver = async (destination: DestinationConfig, job: Job<DeliveryJob>, token: string | undefined): Promise<void> => {
+    const { id, output } = job.data;
+    const stage = destinationStage(destination.name, output);
+    if (store.stageStatus(id, stage) === 'sent') return;
+    const message = store.load(id);
+    const content = store.output(id, output);
+    const meta = store.outputMeta(id, output);
+    if (!message || !content) {
+      logger.warn({ id, destination: destination.name }, 'output is not in the message log (purged?); skipped');
+      return;
+    }
+    const send = destinations.get(destination.name)!;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const response = await send.send({
+          id,
+          channel: config.name,
+          destination: destination.name,
+          output,
+          content,
+          ...(meta ? { meta } : {}),
+          controlId: message.controlId,
+          charset: message.charset,
+          receivedAt: message.receivedAt,
+        });
+        await store.recordDelivery(id, stage, { status: 'sent', attempts: attempt, response });
+        return;
+      } catch (error) {
+        const reason = describeError(error);
+        if (isPermanent(error) || !mayRetry(destination.retry, attempt)) {
+          const final = isPermanent(error) ? reason : `DESTINATION_GAVE_UP: after ${attempt} attempts: ${reason}`;
+          logger.warn({ id, destination: destination.name, attempt }, `delivery failed: ${final}`);
+          noteError(`${destination.name}: ${final}`);
+          await store.recordDelivery(id, stage, { status: 'error', attempts: attempt, error: final });
+          return;
+        }
+        // A destination that knows when to come back (Retry-After, an open circuit breaker) is not
+        // asked sooner, nor later than maxDelay.
+        const retryAfterMs = isFerryError(error) ? error.details?.['retryAfterMs'] : undefined;
+        const backoff = retryDelay(destination.retry, attempt);
+        const delay = typeof retryAfterMs === 'number' ? Math.max(backoff, Math.min(retryAfterMs, destination.retry.maxDelayMs)) : backoff;
+        logger.info({ id, destination: destination.name, attempt, delay }, `delivery failed, retrying: ${reason}`);
+        await store.recordDelivery(id, stage, { status: 'queued', attempts: attempt, error: reason });
+        try {
+          await sleep(delay, undefined, { signal: stopping.signal });
+        } catch {
+          // Stopping: hand the job back to the front of its queue; it resumes on the next start.
+          await job.moveToWait(token);
+          throw new WaitingError();
+        }
+      }
+    }
+  };
+
+  const onJobFailed = (job: Job<InboundJob | DeliveryJob> | undefined, error: Error): void => {
+    if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+    noteError(describeError(error));
+    store.recordError(job.data.id, `gave up after ${job.attemptsMade} attempts: ${describeError(error)}`).catch(() => undefined);
+  };
+
+  // Every worker reports each failed reconnect while Redis is down: one line per outage is enough.
+  let workerErrorLoggedAt = 0;
+  let workerErrorsSuppressed = 0;
+  const logWorkerError = (error: Error): void => {
+    if (Date.now() - workerErrorLoggedAt < WORKER_ERROR_LOG_INTERVAL_MS) {
+      workerErrorsSuppressed++;
+      return;
+    }
+    logger.warn({ err: error, suppressed: workerErrorsSuppressed }, `queue worker: ${error.message}`);
+    workerErrorLoggedAt = Date.now();
+    workerErrorsSuppressed = 0;
+  };
+
+  /** The channel's source, wired to its intake; none for a channel fed by other channels. */
+  const makeSource = (): ChannelSource | undefined => {
+    const { source } = config;
+    switch (source.type) {
+      case 'channel':
+        return undefined;
+      case 'mllp':
+        return mllpSource({ ...source, logger, handle: mllpHandler(intake, logger) });
+      case 'file':
+        return fileSource(source, { intake, logger });
+      case 'https':
+      case 'pusher': {
+        if (!deps.https) throw new FerryError('CONFIG_INVALID', `channel ${config.name}: an ${source.type} source needs engine.https`);
+        const receiverDeps = {
+          channel: config.name,
+          intake,
+          logger,
+          mount: deps.https.listener,
+          tokens: deps.https.tokens,
+          hmac: deps.https.hmac,
+          channelOf: (id: string) => store.load(id)?.channel,
+        };
+        return source.type === 'https' ? httpsSource(source, receiverDeps) : pusherSource(source, receiverDeps);
+      }
+    }
+  };
+
+  const startWorkers = (): Worker[] => {
+    const all: Worker[] = [
+      createWorker<InboundJob>(inboundQueueName(config.name), (job) => transform(job.data.id), {
+        concurrency: config.concurrency,
+        connection,
+      }),
+      ...config.destinations.map((destination) =>
+        createWorker<DeliveryJob>(destinationQueueName(config.name, destination.name), (job, token) => deliver(destination, job, token), {
+          concurrency: destination.order === 'fifo' ? 1 : PARALLEL_DELIVERIES,
+          connection,
+        }),
+      ),
+    ];
+    for (const worker of all) {
+      worker.on('failed', onJobFailed);
+      worker.on('error', logWorkerError);
+      void worker.run();
+    }
+    return all;
+  };
+
+  return {
+    name: config.name,
+    config,
+    intake,
+    state: () => state,
+
+    async start() {
+      if (state === 'running') return;
+      stopping = new AbortController();
+      try {
+        if (config.script) {
+          translator = createTranslator({ channel: config.name, scriptPath: config.script, limits: config.scriptLimits, logger });
+          await translator.ready();
+        }
+        destinations = new Map(config.destinations.map((d) => [d.name, makeDestination(d, deps, config.name)]));
+        // What a killed engine left unfinished goes first, in its order, before any new work.
+        let abandoned = 0;
+        for (const queue of [inbound, ...deliveryQueues.values()]) abandoned += await requeueAbandoned(queue);
+        if (abandoned > 0) logger.warn({ jobs: abandoned }, 'resumed jobs an earlier engine left in progress');
+        await intake.recover();
+        workers = startWorkers();
+        await Promise.all(workers.map((w) => w.waitUntilReady()));
+        source = makeSource();
+        await source?.start();
+        state = 'running';
+        logger.info({ source: sourceSummary(config) }, 'channel started');
+      } catch (error) {
+        await release().catch((cause) => logger.error({ err: cause }, 'releasing a channel that failed to start'));
+        state = 'error';
+        noteError(describeError(error));
+        throw error;
+      }
+    },
+
+    async stop() {
+      if (state === 'stopped') return;
+      await release();
+      state = 'stopped';
+      logger.info('channel stopped');
+    },
+
+    async info() {
+      const queues: Record<string, number> = {
+        inbound: await inbound.count(),
+      };
+      for (const [name, queue] of deliveryQueues) queues[name] = await queue.count();
+      return {
+        name: config.name,
+        state,
+        source: sourceSummary(config),
+        script: translator?.status() ?? scriptShown,
+        lastError,
+        queues,
+      };
+    },
+
+    sourcePort: () => (source && 'port' in source ? source.port : undefined),
+
+    async close() {
+      await this.stop();
+      await Promise.all([inbound, ...deliveryQueues.values()].map((q) => q.close()));
+    },
+  };
+};

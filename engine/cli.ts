@@ -1,0 +1,263 @@
+import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { initCertificates, issueClientCertificate } from './auth/certs.ts';
+import { addHmacKey, addToken, listTokens, revokeToken } from './auth/tokens.ts';
+import { mllpClient } from './clients/mllp.ts';
+import { loadConfig } from './config.ts';
+import { startEngine } from './engine.ts';
+import { USER_USAGE, userCommand } from './user-command.ts';
+import { FerryError, describeError, isFerryError } from './errors.ts';
+import { readAck } from './hl7/ack.ts';
+import { splitMessages } from './hl7/batch.ts';
+import { createLogger } from './log.ts';
+import { checkScripts } from './sandbox/check.ts';
+
+// The `ferry` command's subcommands. With engine/bin/ferry.js (which loads it), the only place that
+// reads argv, prints for people and handles signals.
+
+const USAGE = `usage:
+  ferry start [-c channels.yaml]          run the engine
+  ferry check [-c channels.yaml]          validate the config and type-check the scripts
+  ferry send <host:port> <file…> [--timeout 10s] [--raw]
+                                          send HL7 files over MLLP and print each ACK
+  ferry token add <name> --channel <ch>[,<ch>…] [-c channels.yaml]
+                                          new bearer token for https channels ('*' = all); printed once
+  ferry token add-hmac <key-id> --channel <ch>[,<ch>…] [-c channels.yaml]
+                                          new HMAC key for signed requests (auth: hmac); secret printed once
+  ferry token list [-c channels.yaml]     tokens and HMAC keys: channels, created, last used
+  ferry token revoke <name> [-c channels.yaml]
+                                          remove a token or HMAC key; running engines drop it within a second
+  ferry certs init [--dir certs] [--host name,…] [--force]
+                                          make a CA and a server certificate (default hosts localhost,127.0.0.1)
+  ferry certs issue <name> [--dir certs] [--force]
+                                          make a client certificate signed by that CA
+${USER_USAGE}`;
+
+const usage = (message: string): FerryError => new FerryError('CLI_USAGE', `${message}\n${USAGE}`);
+
+const seconds = (value: string): number => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value);
+  if (!match) throw usage(`--timeout takes a duration such as 10s or 500ms (got "${value}")`);
+  return Number(match[1]) * (match[2] === 'ms' ? 1 : 1000);
+};
+
+const start = async (args: string[]): Promise<number> => {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c', default: 'channels.yaml' } } });
+  const config = await loadConfig(values.config!);
+  const logger = createLogger(config.engine.logLevel);
+  const engine = await startEngine(config, logger);
+  for (const channel of engine.channels.values()) {
+    if (channel.state() === 'stopped') {
+      console.error(`ferry: channel ${channel.name} stopped through the admin API; start it there (POST /api/channels/${channel.name}/start)`);
+      continue;
+    }
+    const port = channel.sourcePort();
+    const source = channel.config.source;
+    const where =
+      source.type === 'https' || source.type === 'pusher'
+        ? `receiving ${source.type === 'pusher' ? 'pushes ' : ''}on ${engine.https?.url ?? 'https://?'}${source.path}`
+        : source.type === 'file'
+          ? `reading files ${source.dir}/${source.pattern}`
+          : port === undefined
+            ? 'fed by other channels'
+            : `listening on MLLP port ${port}`;
+    console.error(`ferry: channel ${channel.name} ${where}`);
+  }
+  if (config.engine.websocket && engine.https) {
+    console.error(`ferry: WebSocket push on ${engine.https.url.replace(/^http/, 'ws')}${config.engine.websocket.path}`);
+  }
+  console.error(`ferry: admin API on http://${engine.admin.host}:${engine.admin.port} — Ctrl-C or SIGTERM to stop`);
+  if (engine.adminOpen) console.error(`ferry: no users in ${config.engine.users}: the admin API needs no login and listens on loopback only (ferry user add <name> --role admin)`);
+
+  await new Promise<void>((resolve) => {
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        console.error(`ferry: ${signal} again, exiting without draining`);
+        process.exit(1);
+      }
+      signalled = true;
+      logger.info({ signal }, 'stopping: intake closed, draining in-flight work');
+      const timer = setTimeout(() => {
+        logger.error('shutdown timed out; exiting (queued work stays in Redis)');
+        process.exit(1);
+      }, config.engine.shutdownTimeoutMs).unref();
+      void engine.stop().finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  return 0;
+};
+
+const check = async (args: string[]): Promise<number> => {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c', default: 'channels.yaml' } } });
+  const config = await loadConfig(values.config!);
+  const problems = await checkScripts(config);
+  for (const p of problems) console.error(`${relative(process.cwd(), p.file) || p.file}:${p.line}:${p.column} ${p.message}`);
+  const scripts = config.channels.filter((c) => c.script).length;
+  if (problems.length > 0) {
+    console.error(`ferry check: ${problems.length} problem(s) in ${scripts} script(s)`);
+    return 1;
+  }
+  console.log(`ferry check: ${config.file} is valid: ${config.channels.length} channel(s), ${scripts} script(s) type-check`);
+  return 0;
+};
+
+const send = async (args: string[]): Promise<number> => {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { timeout: { type: 'string', default: '10s' }, raw: { type: 'boolean', default: false } },
+  });
+  const [target, ...files] = positionals;
+  const match = target ? /^(.+):(\d+)$/.exec(target) : null;
+  if (!match) throw usage('ferry send needs <host:port>');
+  if (files.length === 0) throw usage('ferry send needs at least one file');
+  const client = mllpClient({ host: match[1], port: Number(match[2]), ackTimeoutMs: seconds(values.timeout!) });
+  let failures = 0;
+  try {
+    for (const file of files) {
+      // Files edited by hand usually end segments with LF; HL7 wants CR (--raw sends bytes as they are).
+      const bytes = await readFile(file);
+      const messages = values.raw ? [bytes] : splitMessages(bytes);
+      for (const [index, message] of messages.entries()) {
+        const label = messages.length > 1 ? `${file}#${index + 1}` : file;
+        try {
+          const ack = readAck((await client.send(message)).toString('latin1'));
+          const ok = ack.code === 'AA' || ack.code === 'CA';
+          if (!ok) failures++;
+          const detail = [...new Set([ack.text, ack.errorText].filter(Boolean))].join(' — ');
+          console.log(`${label}: ${ack.code} for ${ack.controlId || '(no control id)'}${detail ? ` (${detail})` : ''}`);
+        } catch (error) {
+          failures++;
+          console.log(`${label}: no ACK: ${describeError(error)}`);
+        }
+      }
+    }
+  } finally {
+    await client.close();
+  }
+  return failures === 0 ? 0 : 1;
+};
+
+const listOption = (values: string[] | undefined): string[] =>
+  (values ?? []).flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean);
+
+const token = async (args: string[]): Promise<number> => {
+  const [action, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c', default: 'channels.yaml' }, channel: { type: 'string', multiple: true } },
+  });
+  const adds = action === 'add' || action === 'add-hmac';
+  if (action !== 'list' && action !== 'revoke' && !adds) throw usage(`ferry token needs add, add-hmac, list or revoke${action ? ` (got "${action}")` : ''}`);
+  if (positionals.length !== (action === 'list' ? 0 : 1)) throw usage(action === 'list' ? 'ferry token list takes no name' : `ferry token ${action} needs one <name>`);
+  if (!adds && values.channel) throw usage(`ferry token ${action} takes no --channel`);
+  const config = await loadConfig(values.config!);
+  const file = config.engine.tokens;
+  const shown = relative(process.cwd(), file) || file;
+  const name = positionals[0]!;
+
+  if (adds) {
+    const channels = listOption(values.channel);
+    if (channels.length === 0) throw usage(`ferry token ${action} needs --channel <channel>[,<channel>…] (or --channel '*' for every channel)`);
+    for (const channel of channels) {
+      if (channel !== '*' && !config.channels.some((c) => c.name === channel)) {
+        const topics = config.engine.websocket ? ` (as a WebSocket grant it covers topics ${channel} and ${channel}.*)` : '';
+        console.error(`ferry: ${topics ? 'note' : 'warning'}: no channel named "${channel}" in ${config.file}${topics}`);
+      }
+    }
+    const secret = await (action === 'add' ? addToken : addHmacKey)(file, name, channels);
+    console.log(secret);
+    const what = action === 'add' ? `token "${name}"` : `HMAC key "${name}"`;
+    const kept = action === 'add' ? 'only its SHA-256 hash is stored' : 'give it to the sender now';
+    console.error(`ferry: ${what} for ${channels.join(', ')} added to ${shown}; this is the only time it is shown (${kept})`);
+    return 0;
+  }
+  if (action === 'revoke') {
+    const revoked = await revokeToken(file, name);
+    console.log(`ferry: revoked ${revoked.kind === 'token' ? 'token' : 'HMAC key'} "${name}" (${revoked.channels.join(', ')}) in ${shown}; running engines refuse it from their next reload, within a second`);
+    return 0;
+  }
+  const tokens = await listTokens(file);
+  if (tokens.length === 0) {
+    console.error(`ferry: no tokens in ${shown} (add one with: ferry token add <name> --channel <channel>)`);
+    return 0;
+  }
+  const time = (iso: string | undefined): string => (iso ? `${iso.slice(0, 19).replace('T', ' ')}Z` : 'never');
+  const rows = [['NAME', 'KIND', 'CHANNELS', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.kind, t.channels.join(','), time(t.createdAt), time(t.lastUsedAt)])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  return 0;
+};
+
+const certs = async (args: string[]): Promise<number> => {
+  const [action, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { dir: { type: 'string', default: 'certs' }, host: { type: 'string', multiple: true }, force: { type: 'boolean', default: false } },
+  });
+  const dir = values.dir!;
+  const shown = (file: string): string => relative(process.cwd(), file) || file;
+  const until = (date: Date): string => date.toISOString().slice(0, 10);
+  if (action === 'init') {
+    if (positionals.length > 0) throw usage('ferry certs init takes no name (use --host for the server names)');
+    const hosts = listOption(values.host);
+    const made = await initCertificates({ dir, ...(hosts.length > 0 ? { hosts } : {}), force: values.force! });
+    console.log(`created ${shown(made.ca.cert)} and ${shown(made.ca.key)}: CA "${made.ca.subject}", valid until ${until(made.ca.notAfter)}`);
+    console.log(`created ${shown(made.server.cert)} and ${shown(made.server.key)}: server certificate for ${made.server.hosts.join(', ')}, valid until ${until(made.server.notAfter)}`);
+    console.log(`receiver: engine.https: { cert: ${shown(made.server.cert)}, key: ${shown(made.server.key)}, ca: ${shown(made.ca.cert)} }; senders trust ${shown(made.ca.cert)} (ca:)`);
+    return 0;
+  }
+  if (action === 'issue') {
+    if (positionals.length !== 1) throw usage('ferry certs issue needs one <name>');
+    if (values.host) throw usage('ferry certs issue takes no --host');
+    const made = await issueClientCertificate({ dir, name: positionals[0]!, force: values.force! });
+    console.log(`created ${shown(made.cert)} and ${shown(made.key)}: client certificate CN=${positionals[0]}, valid until ${until(made.notAfter)}`);
+    console.log(`sender: destination cert: ${shown(made.cert)}, key: ${shown(made.key)}`);
+    return 0;
+  }
+  throw usage(`ferry certs needs init or issue${action ? ` (got "${action}")` : ''}`);
+};
+
+export const main = async (argv: string[]): Promise<number> => {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'start':
+        return await start(args);
+      case 'check':
+        return await check(args);
+      case 'send':
+        return await send(args);
+      case 'token':
+        return await token(args);
+      case 'user':
+        return await userCommand(args, { stdin: process.stdin, usage });
+      case 'certs':
+        return await certs(args);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw usage(`unknown command "${command}"`);
+    }
+  } catch (thrown) {
+    // parseArgs reports unknown or malformed options as plain errors: they are usage mistakes.
+    const code = (thrown as NodeJS.ErrnoException).code ?? '';
+    const error = code.startsWith('ERR_PARSE_ARGS_') ? usage((thrown as Error).message) : thrown;
+    console.error(isFerryError(error) ? `ferry: ${error.code}: ${error.message}` : `ferry: ${describeError(error)}`);
+    if (!isFerryError(error) && error instanceof Error && error.stack) console.error(error.stack);
+    return isFerryError(error) && error.code === 'CLI_USAGE' ? 2 : 1;
+  }
+};

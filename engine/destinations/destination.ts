@@ -1,0 +1,24 @@
+// What every destination is: a factory's plain object that sends one output of one message.
+import type { OutputMeta } from '../message.ts';
+
+export interface Delivery {
+  /** The message id: stable across retries and crashes, so receivers can drop duplicates. */
+  id: string;
+  channel: string;
+  destination: string;
+  /** Which of the translator's outputs (0 for the usual single output). */
+  output: number;
+  content: Buffer;
+  /** The character set `content` is encoded in (the inbound message's MSH-18); absent = UTF-8. */
+  charset?: string;
+  /** Where the script sent this output (ctx.deliver), for destinations that can follow it. */
+  meta?: OutputMeta;
+  controlId: string | null;
+  receivedAt: number;
+}
+
+export interface Destination {
+  /** Sends one output; resolves with a short description of the outcome for the message log. */
+  send(delivery: Delivery): Promise<string>;
+  close(): Promise<void>;
+}

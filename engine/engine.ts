@@ -1,0 +1,161 @@
+import type { Server } from 'node:http';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { createHmacVerifier, redisNonceStore } from './auth/hmac.ts';
+import { openTokenTable } from './auth/tokens.ts';
+import { watchUsers } from './auth/users.ts';
+import { channelControl } from './channel-control.ts';
+import { createChannel, type Channel, type ChannelDeps } from './channel.ts';
+import type { FerryConfig } from './config.ts';
+import { FerryError } from './errors.ts';
+import { createEventBus, publishingStore } from './events.ts';
+import { adminApp } from './http/admin.ts';
+import { isLoopbackHost } from './http/auth.ts';
+import { httpsListener, type HttpsListener } from './http/https-listener.ts';
+import { listen } from './http/listen.ts';
+import { QUEUE_PREFIX } from './queues.ts';
+import { checkEvictionPolicy, createRedis, redisConnectionOptions, type RedisAddress } from './redis/connection.ts';
+import { embeddedRedis, type EmbeddedRedis } from './redis/embedded.ts';
+import { openAdminStore } from './store/admin-store.ts';
+import { openMessageStore, type MessageStore } from './store/message-store.ts';
+import { createPushHub, type PushHub } from './push/hub.ts';
+import { websocketEndpoint, type WebSocketEndpoint } from './push/websocket-endpoint.ts';
+
+// The running engine: Redis, the message log, every channel and the admin listener, started in
+// dependency order and stopped in reverse.
+
+export interface Engine {
+  readonly channels: ReadonlyMap<string, Channel>;
+  readonly store: MessageStore;
+  readonly admin: { host: string; port: number };
+  /** No users configured: the admin API (loopback only) needs no login. */
+  readonly adminOpen: boolean;
+  /** The HTTPS listener of https sources, when configured. */
+  readonly https: { host: string; port: number; url: string } | undefined;
+  stop(): Promise<void>;
+}
+
+const RETENTION_SWEEP_MS = 60 * 60 * 1000;
+
+export const startEngine = async (config: FerryConfig, logger: Logger): Promise<Engine> => {
+  const undo: Array<() => Promise<void>> = [];
+  const stopAll = async (): Promise<void> => {
+    for (const step of undo.reverse().splice(0)) {
+      await step().catch((error) => logger.error({ err: error }, 'error while stopping'));
+    }
+  };
+
+  try {
+    await mkdir(config.engine.data, { recursive: true });
+
+    // Checked before anything starts: without users the admin API has no login, so it must not be reachable from the network.
+    const users = await watchUsers(config.engine.users, logger);
+    undo.push(async () => users.close());
+    const loopbackOnly = isLoopbackHost(config.engine.admin.host);
+    if (users.list().length === 0 && !loopbackOnly) {
+      throw new FerryError(
+        'ADMIN_NOT_LOOPBACK',
+        `engine.admin.host is ${config.engine.admin.host} but ${config.engine.users} has no users, and without users the admin API has no login: add one (ferry user add <name> --role admin) or listen on 127.0.0.1`,
+      );
+    }
+    const bus = createEventBus((error) => logger.warn({ err: error }, 'event listener failed'));
+
+    let address: RedisAddress;
+    if (config.engine.redis.mode === 'embedded') {
+      const redis: EmbeddedRedis = embeddedRedis({ dir: join(config.engine.data, 'redis'), logger });
+      address = await redis.start();
+      undo.push(() => redis.stop());
+    } else {
+      address = { url: config.engine.redis.url };
+    }
+    const connection = redisConnectionOptions(address);
+    const health: Redis = createRedis(address, logger);
+    undo.push(async () => void health.disconnect());
+    await checkEvictionPolicy(health, address, logger);
+
+    const store = publishingStore(openMessageStore(join(config.engine.data, 'messages.db')), bus);
+    undo.push(() => store.close());
+    const sweep = (): void => {
+      const removed = store.purge(Date.now() - config.engine.retentionMs);
+      if (removed > 0) logger.info({ removed }, 'message log retention: removed old messages');
+    };
+    sweep();
+    const sweeper = setInterval(sweep, RETENTION_SWEEP_MS).unref();
+    undo.push(async () => clearInterval(sweeper));
+
+    // The HTTPS listener exists before the channels (they mount their paths on start) and listens
+    // after them, so its first request finds every running channel mounted.
+    const httpsSources = config.channels.flatMap((c) => (c.source.type === 'https' || c.source.type === 'pusher' ? [c.source] : []));
+    let https: ChannelDeps['https'];
+    let listener: HttpsListener | undefined;
+    let push: PushHub | undefined;
+    let websocket: WebSocketEndpoint | undefined;
+    if (config.engine.https) {
+      listener = httpsListener({ config: config.engine.https, paths: httpsSources.map((s) => s.path), logger });
+      const needTokens = config.engine.websocket !== undefined || httpsSources.some((s) => s.auth === 'token' || s.auth === 'hmac');
+      const tokens = needTokens ? openTokenTable(config.engine.tokens, logger) : undefined;
+      if (tokens) undo.push(() => tokens.close());
+      const hmac = tokens && createHmacVerifier({ keys: (keyId) => tokens.hmacSecret(keyId), nonces: redisNonceStore(health, `${QUEUE_PREFIX}:nonce:`) });
+      https = { listener, tokens, hmac };
+      if (config.engine.websocket && tokens) {
+        push = createPushHub(config.engine.websocket.replay);
+        const endpoint = websocketEndpoint({ config: config.engine.websocket, hub: push, tokens, logger });
+        undo.push(() => endpoint.stop());
+        listener.mountUpgrade(config.engine.websocket.path, endpoint.handleUpgrade);
+        websocket = endpoint;
+      }
+    }
+
+    const channels = new Map<string, Channel>();
+    const deps: ChannelDeps = {
+      store,
+      connection,
+      logger,
+      intakeOf: (name: string) => channels.get(name)?.intake,
+      commitTimeoutMs: config.engine.commitTimeoutMs,
+      https,
+      push,
+    };
+    for (const channelConfig of config.channels) channels.set(channelConfig.name, createChannel(channelConfig, deps));
+    undo.push(async () => {
+      await Promise.all([...channels.values()].map((channel) => channel.close()));
+    });
+    const adminStore = openAdminStore(join(config.engine.data, 'admin.db'));
+    undo.push(async () => adminStore.close());
+    const control = channelControl({ channels, state: adminStore, bus, logger });
+    await control.startSaved();
+    const httpsBound = await listener?.start();
+    if (listener) undo.push(() => listener.stop());
+    // Open WebSockets would hold the listener's close: they end first (stop is safe to call twice).
+    if (websocket) undo.push(() => websocket.stop());
+
+    const app = adminApp({ channels, store, redis: health, control, adminStore, users, bus, logger, loopbackOnly });
+    const server: Server = await listen(app.callback(), config.engine.admin);
+    undo.push(async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Event streams never end by themselves; cut them (and idle keep-alives) so close can finish.
+      server.closeAllConnections();
+      await closed;
+    });
+    const bound = server.address();
+    const admin = { host: config.engine.admin.host, port: typeof bound === 'object' && bound ? bound.port : config.engine.admin.port };
+    const adminOpen = users.list().length === 0;
+    if (adminOpen) logger.warn('no users configured: the admin API needs no login and listens on loopback only (add users with `ferry user add`)');
+    logger.info({ admin: `http://${admin.host}:${admin.port}`, channels: [...channels.keys()] }, 'ferry started');
+
+    let stopped: Promise<void> | undefined;
+    return {
+      channels,
+      store,
+      admin,
+      adminOpen,
+      https: httpsBound,
+      stop: () => (stopped ??= stopAll().then(() => logger.info('ferry stopped'))),
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+};

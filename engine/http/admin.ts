@@ -1,0 +1,240 @@
+import Router from '@koa/router';
+import type { Redis } from 'ioredis';
+import Koa from 'koa';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { createLoginLimiter, type LoginLimiter } from '../auth/login-limiter.ts';
+import { createSessions, type Sessions } from '../auth/sessions.ts';
+import type { UserDirectory } from '../auth/users.ts';
+import type { ChannelControl } from '../channel-control.ts';
+import type { Channel } from '../channel.ts';
+import { FerryError, isFerryError } from '../errors.ts';
+import type { EventBus } from '../events.ts';
+import { isStatus, type Status } from '../message.ts';
+import { redactSecrets } from '../redact.ts';
+import { pingRedis } from '../redis/connection.ts';
+import type { AdminStore } from '../store/admin-store.ts';
+import type { MessageStore } from '../store/message-store.ts';
+import { actorOf, createAuth, principalOf } from './auth.ts';
+import { createEventStream, type EventStreamOptions } from './event-stream.ts';
+import { createMetrics } from './metrics.ts';
+import { serveUi } from './static-ui.ts';
+
+// The admin API (JSON under /api; docs/admin-api.md), the health check, /metrics and the web UI's
+// files, as a Koa app value; engine.ts listens.
+
+export interface AdminDeps {
+  channels: ReadonlyMap<string, Channel>;
+  store: MessageStore;
+  redis: Redis;
+  control: ChannelControl;
+  adminStore: AdminStore;
+  users: UserDirectory;
+  bus: EventBus;
+  logger: Logger;
+  /** The admin listener binds loopback only: then, with no users configured, calls need no login. */
+  loopbackOnly: boolean;
+  /** The web UI's folder; default admin-ui/ of this installation. */
+  uiDir?: string;
+  /** Defaults: 30 min idle sessions; 5 failed logins per 15 min. */
+  sessions?: Sessions;
+  limiter?: LoginLimiter;
+  eventStream?: EventStreamOptions;
+}
+
+const DEFAULT_UI_DIR = fileURLToPath(new URL('../../admin-ui/', import.meta.url));
+const MAX_AUDIT_PAGE = 1000;
+
+const badRequest = (message: string): FerryError =>
+  new FerryError('API_BAD_REQUEST', message, { details: { status: 400 } });
+
+const optionalTime = (value: unknown, name: string): number | undefined => {
+  if (typeof value !== 'string' || value === '') return undefined;
+  const time = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (Number.isNaN(time)) throw badRequest(`${name} must be an ISO date or milliseconds since the epoch`);
+  return time;
+};
+
+const notFound = (code: 'CHANNEL_NOT_FOUND' | 'MESSAGE_NOT_FOUND', message: string): FerryError =>
+  new FerryError(code, message, { details: { status: 404 } });
+
+export const adminApp = (deps: AdminDeps): Koa => {
+  const { channels, store, redis, control, adminStore, users, bus, logger } = deps;
+  const app = new Koa();
+  const router = new Router();
+  const auth = createAuth({
+    users,
+    sessions: deps.sessions ?? createSessions(),
+    limiter: deps.limiter ?? createLoginLimiter(),
+    adminStore,
+    loopbackOnly: deps.loopbackOnly,
+  });
+  const metrics = createMetrics({ channels, store });
+
+  /** A channel as GET /api/channels shows it: its info plus the message log's counts. */
+  const channelObject = async (channel: Channel) => {
+    const info = await channel.info();
+    const c = store.counts().get(channel.name);
+    return {
+      ...info,
+      counts: {
+        received: c?.total ?? 0,
+        filtered: c?.filtered ?? 0,
+        transformed: c?.transformed ?? 0,
+        queued: (c?.queued ?? 0) + (c?.received ?? 0),
+        sent: c?.sent ?? 0,
+        errored: c?.error ?? 0,
+      },
+    };
+  };
+
+  const channelNamed = (name: string): Channel => {
+    const channel = channels.get(name);
+    if (!channel) throw notFound('CHANNEL_NOT_FOUND', `no channel named ${name}`);
+    return channel;
+  };
+
+  const events = createEventStream(
+    {
+      bus,
+      channelNames: () => [...channels.keys()],
+      channelObject: (name) => channelObject(channelNamed(name)),
+      messageSummary: (id) => store.summary(id),
+      onError: (error) => logger.warn({ err: error }, 'admin event stream'),
+    },
+    deps.eventStream,
+  );
+
+  app.use(async (ctx, next) => {
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('X-Frame-Options', 'DENY');
+    ctx.set('Referrer-Policy', 'no-referrer');
+    try {
+      await next();
+    } catch (error) {
+      const status = isFerryError(error) ? Number(error.details?.status ?? 500) : 500;
+      const retryAfter = isFerryError(error) ? error.details?.retryAfter : undefined;
+      if (retryAfter !== undefined) ctx.set('Retry-After', String(retryAfter));
+      ctx.status = status;
+      ctx.body = {
+        error: isFerryError(error)
+          ? { code: error.code, message: error.message }
+          : { code: 'INTERNAL', message: 'internal error' },
+      };
+      if (status >= 500) logger.error({ err: error, path: ctx.path }, 'admin API request failed');
+    }
+  });
+  app.use(serveUi(deps.uiDir ?? DEFAULT_UI_DIR));
+
+  router.get('/healthz', async (ctx) => {
+    const redisOk = await pingRedis(redis, 1000).then(
+      () => true,
+      () => false,
+    );
+    // state() reads no Redis: a health check must answer while Redis hangs (info() counts queues in Redis).
+    const states = Object.fromEntries([...channels.values()].map((c) => [c.name, c.state()]));
+    ctx.status = redisOk ? 200 : 503;
+    ctx.body = { status: redisOk ? 'ok' : 'degraded', redis: redisOk ? 'ok' : 'unreachable', channels: states };
+  });
+
+  router.get('/metrics', async (ctx) => {
+    ctx.type = metrics.contentType;
+    ctx.body = await metrics.metrics();
+  });
+
+  auth.routes(router);
+
+  router.get('/api/channels', auth.allow('viewer'), async (ctx) => {
+    ctx.body = await Promise.all([...channels.values()].map(channelObject));
+  });
+
+  router.get('/api/channels/:name', auth.allow('viewer'), async (ctx) => {
+    const channel = channelNamed(ctx.params['name']!);
+    ctx.body = { ...(await channelObject(channel)), config: redactSecrets(channel.config) };
+  });
+
+  for (const action of ['start', 'stop'] as const) {
+    router.post(`/api/channels/:name/${action}`, auth.allow('operator'), async (ctx) => {
+      const name = ctx.params['name']!;
+      channelNamed(name);
+      const actor = actorOf(principalOf(ctx));
+      let outcome: string | null = null;
+      try {
+        await control[action](name, actor);
+      } catch (error) {
+        outcome = `failed: ${isFerryError(error) ? `${error.code}: ${error.message}` : String(error)}`;
+        throw error;
+      } finally {
+        adminStore.audit({ user: actor, action, target: name, detail: outcome });
+      }
+      ctx.body = await channelObject(channelNamed(name));
+    });
+  }
+
+  router.get('/api/messages', auth.allow('viewer'), (ctx) => {
+    const { channel, status, q, from, to, limit, cursor } = ctx.query;
+    if (status !== undefined && (typeof status !== 'string' || !isStatus(status))) {
+      throw badRequest('status must be one of received, filtered, transformed, queued, sent, error');
+    }
+    if (limit !== undefined && !/^[1-9]\d*$/.test(String(limit))) throw badRequest('limit must be a positive integer');
+    if (cursor !== undefined && !/^\d+$/.test(String(cursor))) throw badRequest('cursor must come from a previous page');
+    ctx.body = store.list({
+      channel: typeof channel === 'string' && channel ? channel : undefined,
+      status: status as Status | undefined,
+      q: typeof q === 'string' ? q : undefined,
+      from: optionalTime(from, 'from'),
+      to: optionalTime(to, 'to'),
+      limit: limit === undefined ? undefined : Number(limit),
+      cursor: typeof cursor === 'string' ? cursor : undefined,
+    });
+  });
+
+  router.get('/api/messages/:id', auth.allow('viewer'), (ctx) => {
+    const message = store.get(ctx.params['id']!);
+    if (!message) throw notFound('MESSAGE_NOT_FOUND', `no message ${ctx.params['id']}`);
+    ctx.body = message;
+  });
+
+  router.post('/api/messages/:id/resend', auth.allow('operator'), async (ctx) => {
+    const original = store.load(ctx.params['id']!);
+    if (!original) throw notFound('MESSAGE_NOT_FOUND', `no message ${ctx.params['id']}`);
+    const channel = channels.get(original.channel);
+    if (!channel) throw notFound('CHANNEL_NOT_FOUND', `no channel named ${original.channel} (the message's channel is no longer configured)`);
+    const actor = actorOf(principalOf(ctx));
+    // Through the channel's intake, like any new message: logged and queued before the 201.
+    const result = await channel.intake.accept(original.raw, {
+      source: `resend by ${actor}`,
+      requireHl7: channel.config.source.type === 'mllp',
+      parentId: original.id,
+      resend: true,
+    });
+    switch (result.kind) {
+      case 'accepted':
+        adminStore.audit({ user: actor, action: 'resend', target: original.id, detail: `as ${result.id}` });
+        ctx.status = 201;
+        ctx.body = { id: result.id };
+        return;
+      case 'ignored':
+        throw new FerryError('API_BAD_REQUEST', 'the message is an HL7 acknowledgement; channels ignore those', { details: { status: 422 } });
+      case 'rejected':
+        throw new FerryError(result.error.code, result.error.message, { details: { status: 422 } });
+      case 'failed':
+        throw new FerryError(result.error.code, result.error.message, { details: { status: 503 } });
+    }
+  });
+
+  router.get('/api/events', auth.allow('viewer'), (ctx) => {
+    const principal = principalOf(ctx);
+    events.serve(ctx, () => auth.stillValid(principal));
+  });
+
+  router.get('/api/audit', auth.allow('admin'), (ctx) => {
+    const { limit } = ctx.query;
+    if (limit !== undefined && !/^[1-9]\d*$/.test(String(limit))) throw badRequest('limit must be a positive integer');
+    ctx.body = adminStore.auditLog(Math.min(limit === undefined ? 100 : Number(limit), MAX_AUDIT_PAGE));
+  });
+
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  return app;
+};

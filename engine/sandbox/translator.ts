@@ -1,0 +1,192 @@
+// A channel's translator: its script compiled and loaded into a sandbox (run in a child process, see
+// process-sandbox.ts), recompiled when the script or anything it imports changes. A good edit takes
+// over from the next message; a bad one is reported (status + log) while the previous version keeps
+// running, so a typo never stops a channel.
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { FerryError, type ErrorCode } from '../errors.ts';
+import type { OutputMeta } from '../message.ts';
+import { createProcessSandbox } from './process-sandbox.ts';
+import type { ScriptLog } from './prelude.ts';
+import { compileScript, type CompiledScript } from './transpile.ts';
+
+export type { ScriptLog, ScriptLogLevel } from './prelude.ts';
+
+export const DEFAULT_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+export interface TranslatorLimits {
+  memoryBytes: number;
+  /** Wall time per message, awaited promises included. */
+  timeoutMs: number;
+  /** Cap on the UTF-8 size of all outputs of one message; DEFAULT_OUTPUT_BYTES when absent. */
+  outputBytes?: number;
+}
+
+export interface TranslatorOptions {
+  channel: string;
+  /** Absolute path of channels/<channel>.ts; relative imports may reach anything in its folder. */
+  scriptPath: string;
+  limits: TranslatorLimits;
+  logger: Logger;
+  /** Quiet time after a file event before recompiling (editors write in bursts). */
+  debounceMs?: number;
+}
+
+export interface TranslatorResult {
+  /** null = filtered. */
+  outputs: string[] | null;
+  /** Per output, where ctx.deliver sent it (url, method, headers); absent when no output has any. */
+  meta?: Array<OutputMeta | null>;
+  logs: ScriptLog[];
+}
+
+export interface ScriptStatus {
+  /** The script as users see it: `channels/adt.ts`. */
+  file: string;
+  /** Content hash of the running version; '' while no version has loaded. */
+  version: string;
+  /** ISO time the running version was loaded; '' while no version has loaded. */
+  loadedAt: string;
+  /** The latest compile or load failure, cleared by the next success. */
+  error?: { code: ErrorCode; message: string; at: string };
+}
+
+export interface Translator {
+  /**
+   * Throws a FerryError: the script's (permanent), or the sandbox's: SANDBOX_FAILED (retryable), or
+   * SANDBOX_CRASHED (permanent) for a message that crashed the sandbox process each time it ran.
+   */
+  run(input: { id: string; text: string }): Promise<TranslatorResult>;
+  status(): ScriptStatus;
+  /** Resolves once the first compile has been tried, whether or not it succeeded. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Files whose change can change the bundle; editor swap and backup files are not among them.
+const SOURCE_FILE = /\.(ts|mts|cts|js|mjs|cjs|json)$/;
+
+const asFerryError = (error: unknown): FerryError =>
+  error instanceof FerryError
+    ? error
+    : new FerryError('SANDBOX_FAILED', error instanceof Error ? error.message : String(error), { cause: error });
+
+export const createTranslator = (options: TranslatorOptions): Translator => {
+  const { channel, logger, limits } = options;
+  const scriptPath = path.resolve(options.scriptPath);
+  const name = path.relative(path.dirname(path.dirname(scriptPath)), scriptPath);
+  const debounceMs = options.debounceMs ?? 50;
+  const sandbox = createProcessSandbox({
+    channel,
+    limits: { memoryBytes: limits.memoryBytes, timeoutMs: limits.timeoutMs, outputBytes: limits.outputBytes ?? DEFAULT_OUTPUT_BYTES },
+    logger,
+  });
+
+  let active: CompiledScript | undefined;
+  let loadedAt = '';
+  let failure: FerryError | undefined;
+  let failedAt = '';
+  let closed = false;
+  const watchers = new Map<string, FSWatcher>();
+  let debounce: NodeJS.Timeout | undefined;
+
+  const onFileEvent = (_event: string, filename: string | Buffer | null): void => {
+    if (closed || (filename !== null && !SOURCE_FILE.test(String(filename)))) return;
+    clearTimeout(debounce);
+    debounce = setTimeout(() => void schedule(), debounceMs);
+  };
+
+  // Directories rather than files: editors save by writing a new file and renaming it over the old
+  // one, which ends a watch on the file itself.
+  const watchInputs = (inputs: readonly string[]): void => {
+    if (closed) return;
+    const wanted = new Set([path.dirname(scriptPath), ...inputs.map((input) => path.dirname(input))]);
+    for (const [dir, watcher] of watchers) {
+      if (wanted.has(dir)) continue;
+      watcher.close();
+      watchers.delete(dir);
+    }
+    for (const dir of wanted) {
+      if (watchers.has(dir)) continue;
+      try {
+        const watcher = watch(dir, onFileEvent);
+        watcher.on('error', (error) => {
+          logger.warn({ err: error, dir }, 'stopped watching a script folder');
+          watcher.close();
+          watchers.delete(dir);
+        });
+        watchers.set(dir, watcher);
+      } catch (error) {
+        logger.warn({ err: error, dir }, 'cannot watch a script folder; edits there need a channel restart');
+      }
+    }
+  };
+
+  const reload = async (): Promise<void> => {
+    if (closed) return;
+    try {
+      const script = await compileScript(scriptPath);
+      watchInputs(script.inputs);
+      if (script.version !== active?.version) {
+        await sandbox.load(script);
+        logger.info({ script: name, version: script.version }, active ? 'script reloaded' : 'script loaded');
+        active = script;
+        loadedAt = new Date().toISOString();
+      } else if (failure) {
+        logger.info({ script: name, version: script.version }, 'script error cleared; the running version is unchanged');
+      }
+      failure = undefined;
+    } catch (error) {
+      if (closed) return;
+      const next = asFerryError(error);
+      // Unrelated saves in the folder recompile too: report a failure once, not on every event.
+      if (next.code !== failure?.code || next.message !== failure.message) {
+        logger.error(
+          { script: name, code: next.code, err: next },
+          active ? 'script reload failed; the previous version keeps running' : 'script failed to load; its messages will error until it is fixed',
+        );
+        failedAt = new Date().toISOString();
+      }
+      failure = next;
+      if (!active) watchInputs([]);
+    }
+  };
+
+  let reloading: Promise<void> = Promise.resolve();
+  const schedule = (): Promise<void> => (reloading = reloading.then(reload));
+  const started = schedule();
+
+  return {
+    async run(input) {
+      if (closed) throw new FerryError('ENGINE_SHUTTING_DOWN', `the translator of channel ${channel} is closed`);
+      await started;
+      if (!active) {
+        const cause = failure ?? new FerryError('SCRIPT_COMPILE', `${name} has not loaded`);
+        throw new FerryError(cause.code, cause.message, { details: cause.details });
+      }
+      return sandbox.run(input);
+    },
+
+    status() {
+      return {
+        file: name,
+        version: active?.version ?? '',
+        loadedAt,
+        ...(failure ? { error: { code: failure.code, message: failure.message, at: failedAt } } : {}),
+      };
+    },
+
+    ready: () => started,
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearTimeout(debounce);
+      for (const watcher of watchers.values()) watcher.close();
+      watchers.clear();
+      await reloading;
+      await sandbox.close();
+    },
+  };
+};

@@ -1,0 +1,250 @@
+// MLLP listener: accepts HL7 senders over TCP, hands each frame to `handle` and writes back the reply
+// (the ACK) it returns. Framing is hl7/mllp.ts; this file is only sockets and their lifecycle.
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { FerryError } from '../errors.ts';
+import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
+
+export interface MllpPeer {
+  remoteAddress: string;
+  remotePort: number;
+  /** Connection number, unique within this listener; ties log lines of one connection together. */
+  id: number;
+}
+
+export interface MllpSourceOptions {
+  host: string;
+  port: number;
+  maxFrameBytes: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  logger: Logger;
+  /** Returns the reply to frame back to the sender, or null to send none (never ACK an ACK). */
+  handle: (payload: Buffer, peer: MllpPeer) => Promise<Uint8Array | string | null>;
+}
+
+export interface MllpSource {
+  start(): Promise<{ host: string; port: number }>;
+  stop(): Promise<void>;
+  /** The bound port once started (the real one when configured as 0). */
+  readonly port: number;
+  connections(): number;
+}
+
+// How long stop() lets in-flight messages finish and reach their senders before cutting connections.
+const STOP_GRACE_MS = 5000;
+// A connection flood is logged once per interval with a count, not once per refused connection.
+const REFUSED_LOG_INTERVAL_MS = 10_000;
+
+interface Connection {
+  socket: net.Socket;
+  busy: boolean;
+  /** The sender half-closed; answer what it sent, then close our side too. */
+  peerEnded: boolean;
+}
+
+export const mllpSource = (options: MllpSourceOptions): MllpSource => {
+  const { maxFrameBytes, idleTimeoutMs, maxConnections, logger, handle } = options;
+  // Half-open allowed so a sender that shuts down its side right after its last frame still gets the ACK.
+  const server = net.createServer({ allowHalfOpen: true });
+  const open = new Set<Connection>();
+  let nextId = 1;
+  let boundPort = options.port;
+  let stopping = false;
+  let started: Promise<{ host: string; port: number }> | undefined;
+  let stopped: Promise<void> | undefined;
+  let allClosed: (() => void) | undefined;
+  // Refusals at the connection cap: the first is logged; the rest of its window are counted, then summed up.
+  let refusedWindow: NodeJS.Timeout | undefined;
+  let refusedInWindow = 0;
+  const logRefused = (log: Logger): void => {
+    if (refusedWindow) {
+      refusedInWindow += 1;
+      return;
+    }
+    log.warn({ code: 'MLLP_TOO_MANY_CONNECTIONS', maxConnections }, 'MLLP connection refused: listener at its connection cap');
+    refusedWindow = setTimeout(() => {
+      if (refusedInWindow > 0) {
+        logger.warn(
+          { code: 'MLLP_TOO_MANY_CONNECTIONS', maxConnections, refused: refusedInWindow },
+          `MLLP listener at its connection cap: ${refusedInWindow} more connections refused in the last ${REFUSED_LOG_INTERVAL_MS / 1000} s`,
+        );
+      }
+      refusedWindow = undefined;
+      refusedInWindow = 0;
+    }, REFUSED_LOG_INTERVAL_MS).unref();
+  };
+
+  const serve = (socket: net.Socket): void => {
+    const peer: MllpPeer = {
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      id: nextId++,
+    };
+    const log = logger.child({ conn: peer.id, peer: `${peer.remoteAddress}:${peer.remotePort}` });
+    socket.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error, code: error.code }, 'MLLP connection error'));
+
+    if (stopping) {
+      socket.destroy();
+      return;
+    }
+    if (open.size >= maxConnections) {
+      logRefused(log);
+      socket.destroy();
+      return;
+    }
+
+    // Nagle would hold each small ACK back until the sender's delayed ACK fires (~40 ms a message).
+    socket.setNoDelay(true);
+    const conn: Connection = { socket, busy: false, peerEnded: false };
+    open.add(conn);
+    const decoder = createMllpDecoder({ maxFrameBytes });
+    // Frames received while a message is being handled. Reading is paused while this is non-empty,
+    // so it holds at most one read chunk's frames (each at most maxFrameBytes) plus one partial frame.
+    const queue: Buffer[] = [];
+
+    // Set once the connection is being closed for a reason already logged.
+    let closeLogged = false;
+    // Idle means no complete message from the sender and none of theirs in progress: a sender that
+    // trickles a frame byte by byte would otherwise hold a connection slot (and a buffer) forever.
+    const idle = setTimeout(() => {
+      if (conn.busy) return; // re-armed when the message finishes
+      const unfinished = decoder.pending();
+      closeLogged = true;
+      if (unfinished === 0) log.info({ code: 'MLLP_IDLE_TIMEOUT', idleTimeoutMs }, 'closing idle MLLP connection');
+      else {
+        log.warn(
+          { code: 'MLLP_IDLE_TIMEOUT', idleTimeoutMs, unfinished },
+          `closing MLLP connection: no complete message within ${idleTimeoutMs} ms (${unfinished} bytes of an unfinished frame discarded)`,
+        );
+      }
+      socket.destroy();
+    }, idleTimeoutMs);
+
+    // Strictly one message at a time per connection: frame N+1 is handled only after N's reply was
+    // written, which keeps order for senders that pipeline instead of waiting for each ACK.
+    const pump = async (): Promise<void> => {
+      conn.busy = true;
+      try {
+        for (let payload = queue.shift(); payload !== undefined; payload = queue.shift()) {
+          if (stopping || socket.destroyed) break;
+          const reply = await handle(payload, peer);
+          if (reply === null || !socket.writable) continue;
+          // One write per reply: a frame split over writes waits on Nagle/delayed-ACK at the sender.
+          if (!socket.write(encodeFrame(reply))) await drained(socket);
+        }
+      } catch (error) {
+        log.error({ err: error }, 'MLLP message handler failed; closing the connection');
+        socket.destroy();
+      }
+      conn.busy = false;
+      if (stopping || conn.peerEnded) socket.end();
+      else if (!socket.destroyed) {
+        idle.refresh();
+        socket.resume();
+      }
+    };
+
+    socket.on('data', (chunk: Buffer) => {
+      for (const event of decoder.push(chunk)) {
+        if (event.type === 'error') {
+          closeLogged = true;
+          log.warn({ code: event.error.code, err: event.error }, `closing MLLP connection: ${event.error.message}`);
+          socket.destroy();
+          return;
+        }
+        queue.push(event.payload);
+      }
+      if (queue.length === 0) return;
+      idle.refresh();
+      if (conn.busy) socket.pause();
+      else void pump();
+    });
+
+    socket.on('end', () => {
+      conn.peerEnded = true;
+      if (!conn.busy) socket.end();
+    });
+
+    socket.on('close', () => {
+      clearTimeout(idle);
+      open.delete(conn);
+      const unfinished = decoder.pending();
+      if (unfinished > 0 && !closeLogged && !stopping) {
+        log.warn(
+          { code: 'MLLP_BAD_FRAME', unfinished },
+          `MLLP connection closed in the middle of a frame: ${unfinished} bytes without an end block discarded, nothing stored`,
+        );
+      } else log.debug('MLLP connection closed');
+      if (open.size === 0) allClosed?.();
+    });
+    log.debug('MLLP connection opened');
+  };
+
+  server.on('connection', serve);
+
+  const start = (): Promise<{ host: string; port: number }> => {
+    started ??= new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException): void => {
+        const why = error.code === 'EADDRINUSE' ? 'address already in use' : (error.code ?? error.message);
+        reject(new FerryError('PORT_IN_USE', `MLLP listener cannot bind ${options.host}:${options.port}: ${why}`, {
+          cause: error,
+          details: { host: options.host, port: options.port },
+        }));
+      };
+      server.once('error', onError);
+      server.listen(options.port, options.host, () => {
+        server.off('error', onError);
+        server.on('error', (error) => logger.error({ err: error }, 'MLLP listener error'));
+        boundPort = (server.address() as net.AddressInfo).port;
+        logger.info({ host: options.host, port: boundPort }, 'MLLP listener started');
+        resolve({ host: options.host, port: boundPort });
+      });
+    });
+    return started;
+  };
+
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      stopping = true;
+      clearTimeout(refusedWindow);
+      if (started) await started.catch(() => undefined);
+      if (!server.listening) return;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Busy connections end themselves once their in-flight reply is written (see pump).
+      for (const conn of open) if (!conn.busy) conn.socket.end();
+      if (open.size > 0) {
+        const drainedAll = new Promise<void>((resolve) => (allClosed = resolve));
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS)));
+        await Promise.race([drainedAll, grace]);
+        clearTimeout(timer);
+        for (const conn of open) conn.socket.destroy();
+      }
+      await closed;
+      logger.info({ host: options.host, port: boundPort }, 'MLLP listener stopped');
+    })();
+    return stopped;
+  };
+
+  return {
+    start,
+    stop,
+    get port() {
+      return boundPort;
+    },
+    connections: () => open.size,
+  };
+};
+
+/** Resolves when the socket can take more writes, or is gone. */
+const drained = (socket: net.Socket): Promise<void> =>
+  new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });

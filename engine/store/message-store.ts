@@ -1,0 +1,491 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createBatcher } from '../batcher.ts';
+import { FerryError } from '../errors.ts';
+import { decodeAs } from '../hl7/charset.ts';
+import {
+  TRANSFORM_STAGE,
+  deriveStatus,
+  statuses,
+  type MessageDetail,
+  type MessageSummary,
+  type OutputMeta,
+  type StageRecord,
+  type Status,
+} from '../message.ts';
+import { schemaSql } from './schema.ts';
+
+// The message log: every message, each stage's status, content and error, in one SQLite file
+// under the data folder. Writes are group-committed (one transaction per event-loop turn); a
+// write's promise resolves only after its transaction committed, which is what intake waits for
+// before acknowledging.
+//
+// Durability: WAL with synchronous=NORMAL. A committed transaction is in the WAL file before the
+// promise resolves, so it survives `kill -9` of the engine; an OS crash or power loss may lose
+// the last transactions (the same window as Redis' appendfsync everysec).
+
+export interface ReceivedMessage {
+  id: string;
+  channel: string;
+  source: string;
+  raw: Buffer;
+  /** Decoded text, indexed for search. */
+  text: string;
+  charset: string;
+  parentId?: string | null;
+  messageType?: string | null;
+  controlId?: string | null;
+  sender?: string | null;
+  receivedAt?: number;
+}
+
+export interface StoredMessage {
+  id: string;
+  channel: string;
+  raw: Buffer;
+  charset: string;
+  status: Status;
+  controlId: string | null;
+  receivedAt: number;
+}
+
+export type TransformRecord =
+  /** `meta` runs parallel to `outputs` when a script chose where outputs go (ctx.deliver). */
+  | { status: 'transformed'; outputs: Buffer[]; meta?: Array<OutputMeta | null>; destinations: string[]; logs: string }
+  | { status: 'filtered'; logs: string }
+  | { status: 'error'; error: string; logs: string };
+
+export interface DeliveryRecord {
+  status: 'queued' | 'sent' | 'error';
+  attempts: number;
+  error?: string | null;
+  response?: string | null;
+}
+
+export interface MessageQuery {
+  channel?: string;
+  status?: Status;
+  /** Full-text terms; all must match. A trailing * makes a prefix term. */
+  q?: string;
+  from?: number;
+  to?: number;
+  limit?: number;
+  cursor?: string;
+}
+
+export type ChannelCounts = Record<Status, number> & { total: number };
+
+export interface MessageStore {
+  /** Records an accepted message; false if a message with this id was already recorded. */
+  receive(message: ReceivedMessage): Promise<boolean>;
+  /** Records a message that was refused at intake (e.g. not HL7): logged as error, never processed. */
+  reject(message: ReceivedMessage, error: string): Promise<void>;
+  recordTransform(id: string, record: TransformRecord): Promise<void>;
+  recordDelivery(id: string, stage: string, record: DeliveryRecord): Promise<void>;
+  /** Marks a message errored outside any stage (e.g. its queue entry could not be written). */
+  recordError(id: string, error: string): Promise<void>;
+  /** Marks a message filtered as a duplicate of an earlier one (`reason` names it): never processed. */
+  recordDuplicate(id: string, reason: string): Promise<void>;
+  /** The channel's backlog: messages received and not yet sent, filtered or errored. O(statuses). */
+  unfinished(channel: string): number;
+  /** The channel's messages still `received`, after `afterSeq` in arrival order (for recovery at start). */
+  receivedSince(channel: string, afterSeq: number, limit: number): Array<{ seq: number; id: string }>;
+  load(id: string): StoredMessage | undefined;
+  output(id: string, index: number): Buffer | undefined;
+  /** What ctx.deliver chose for an output; undefined when nothing was chosen. */
+  outputMeta(id: string, index: number): OutputMeta | undefined;
+  outputCount(id: string): number;
+  stageStatus(id: string, stage: string): Status | undefined;
+  get(id: string): MessageDetail | undefined;
+  summary(id: string): MessageSummary | undefined;
+  list(query: MessageQuery): { items: MessageSummary[]; nextCursor: string | null };
+  counts(): Map<string, ChannelCounts>;
+  /** Messages that ever reached each status, by channel (never decreases; for metrics counters). */
+  totals(): Map<string, Partial<Record<Status, number>>>;
+  /** Deletes finished messages received before `before` (ms). Returns how many went. */
+  purge(before: number): number;
+  /** Resolves once every write made so far is committed. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MAX_PAGE = 500;
+
+/** Turns a user's search box text into an FTS5 query: each term quoted, so no syntax leaks through. */
+export const toFtsQuery = (q: string): string | undefined => {
+  const terms = q
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((term) => {
+      const prefix = term.endsWith('*');
+      const word = (prefix ? term.slice(0, -1) : term).replaceAll('"', '""');
+      return word ? `"${word}"${prefix ? '*' : ''}` : '';
+    })
+    .filter(Boolean);
+  return terms.length > 0 ? terms.join(' AND ') : undefined;
+};
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+interface MessageRow {
+  seq: number;
+  id: string;
+  channel: string;
+  status: Status;
+  received_at: number;
+  updated_at: number;
+  source: string;
+  parent_id: string | null;
+  message_type: string | null;
+  control_id: string | null;
+  sender: string | null;
+  charset: string;
+  error: string | null;
+}
+
+const toSummary = (row: MessageRow): MessageSummary => ({
+  id: row.id,
+  channel: row.channel,
+  status: row.status,
+  receivedAt: iso(row.received_at),
+  updatedAt: iso(row.updated_at),
+  source: row.source,
+  parentId: row.parent_id,
+  messageType: row.message_type,
+  controlId: row.control_id,
+  sender: row.sender,
+  error: row.error,
+});
+
+const SUMMARY_COLUMNS =
+  'seq, id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, error';
+
+/** Brings a message log written by an older Ferry up to this schema, in place. */
+const migrate = (db: Database.Database): void => {
+  const outputColumns = db.pragma('table_info(outputs)') as Array<{ name: string }>;
+  if (!outputColumns.some((c) => c.name === 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
+};
+
+export const openMessageStore = (file: string): MessageStore => {
+  mkdirSync(dirname(file), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    db.exec(schemaSql);
+    migrate(db);
+  } catch (cause) {
+    throw new FerryError('STORE_FAILED', `cannot open the message log ${file}: ${(cause as Error).message}`, { cause });
+  }
+
+  const insertMessage = db.prepare(`INSERT INTO messages
+    (id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, raw, error)
+    VALUES (@id, @channel, @status, @receivedAt, @receivedAt, @source, @parentId, @messageType, @controlId, @sender, @charset, @raw, @error)
+    ON CONFLICT (id) DO NOTHING`);
+  const insertSearch = db.prepare('INSERT INTO message_search (rowid, text) VALUES (?, ?)');
+  const upsertStage = db.prepare(`INSERT INTO stages (message_id, stage, status, content, error, attempts, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (message_id, stage) DO UPDATE SET status = excluded.status, content = excluded.content,
+      error = excluded.error, attempts = excluded.attempts, updated_at = excluded.updated_at`);
+  const upsertOutput = db.prepare(`INSERT INTO outputs (message_id, idx, content, meta) VALUES (?, ?, ?, ?)
+    ON CONFLICT (message_id, idx) DO UPDATE SET content = excluded.content, meta = excluded.meta`);
+  const selectOutputMeta = db.prepare<[string, number], { meta: string | null }>(
+    'SELECT meta FROM outputs WHERE message_id = ? AND idx = ?',
+  );
+  const stagesOf = db.prepare<[string], { stage: string; status: Status; error: string | null }>(
+    'SELECT stage, status, error FROM stages WHERE message_id = ?',
+  );
+  const setStatus = db.prepare('UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?');
+  const selectStored = db.prepare<[string], StoredMessage & { received_at: number; control_id: string | null }>(
+    'SELECT id, channel, raw, charset, status, control_id, received_at FROM messages WHERE id = ?',
+  );
+  const selectOutput = db.prepare<[string, number], { content: Buffer }>(
+    'SELECT content FROM outputs WHERE message_id = ? AND idx = ?',
+  );
+  const countOutputs = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM outputs WHERE message_id = ?');
+  const selectStage = db.prepare<[string, string], { status: Status }>(
+    'SELECT status FROM stages WHERE message_id = ? AND stage = ?',
+  );
+  const selectDetail = db.prepare<[string], MessageRow & { raw: Buffer }>(
+    `SELECT ${SUMMARY_COLUMNS}, raw FROM messages WHERE id = ?`,
+  );
+  const selectOutputs = db.prepare<[string], { content: Buffer }>(
+    'SELECT content FROM outputs WHERE message_id = ? ORDER BY idx',
+  );
+  const selectStages = db.prepare<[string], { stage: string; status: Status; content: string | null; error: string | null; attempts: number; updated_at: number }>(
+    'SELECT stage, status, content, error, attempts, updated_at FROM stages WHERE message_id = ? ORDER BY updated_at, stage',
+  );
+  const selectSummary = db.prepare<[string], MessageRow>(`SELECT ${SUMMARY_COLUMNS} FROM messages WHERE id = ?`);
+  const selectTotals = db.prepare<[], { channel: string; status: Status; n: number }>(
+    'SELECT channel, status, n FROM status_totals',
+  );
+  const selectCounts = db.prepare<[], { channel: string; status: Status; n: number }>(
+    'SELECT channel, status, n FROM channel_counts',
+  );
+  const selectUnfinished = db.prepare<[string], { n: number | null }>(
+    "SELECT sum(n) AS n FROM channel_counts WHERE channel = ? AND status IN ('received', 'transformed', 'queued')",
+  );
+  const selectReceived = db.prepare<[string, number, number], { seq: number; id: string }>(
+    "SELECT seq, id FROM messages WHERE status = 'received' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?",
+  );
+  const purgeBatch = db.prepare(
+    `DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE received_at < ?
+       AND status IN ('sent', 'filtered', 'error') LIMIT 1000)`,
+  );
+
+  /** Re-derives a message's overall status from its stages, after a stage changed. */
+  const refreshStatus = (id: string, now: number): void => {
+    const stages = stagesOf.all(id);
+    const transform = stages.find((s) => s.stage === TRANSFORM_STAGE);
+    const destinations = stages.filter((s) => s.stage !== TRANSFORM_STAGE);
+    const status = deriveStatus(transform?.status, destinations.map((s) => s.status));
+    const error = stages.find((s) => s.status === 'error')?.error ?? null;
+    setStatus.run(status, error, now, id);
+  };
+
+  // Each write is a closure run inside the batch's transaction; a failing closure is retried
+  // alone so one bad write cannot fail its neighbours' commits.
+  type Write = () => boolean | void;
+  const writes = createBatcher<Write, boolean | void>((batch) => {
+    try {
+      return db.transaction(() => batch.map((write) => write()))();
+    } catch {
+      return batch.map((write) => {
+        try {
+          return db.transaction(write)();
+        } catch (cause) {
+          return new FerryError('STORE_FAILED', `message log write failed: ${(cause as Error).message}`, { cause });
+        }
+      });
+    }
+  });
+
+  let closed = false;
+  const write = (fn: Write): Promise<boolean | void> => {
+    if (closed) return Promise.reject(new FerryError('ENGINE_SHUTTING_DOWN', 'the message log is closed'));
+    return writes.add(fn);
+  };
+
+  const insert = (message: ReceivedMessage, status: Status, error: string | null): boolean => {
+    const result = insertMessage.run({
+      id: message.id,
+      channel: message.channel,
+      status,
+      receivedAt: message.receivedAt ?? Date.now(),
+      source: message.source,
+      parentId: message.parentId ?? null,
+      messageType: message.messageType ?? null,
+      controlId: message.controlId ?? null,
+      sender: message.sender ?? null,
+      charset: message.charset,
+      raw: message.raw,
+      error,
+    });
+    if (result.changes === 0) return false;
+    insertSearch.run(result.lastInsertRowid, message.text);
+    return true;
+  };
+
+  return {
+    async receive(message) {
+      return (await write(() => insert(message, 'received', null))) as boolean;
+    },
+
+    async reject(message, error) {
+      await write(() => {
+        insert(message, 'error', error);
+      });
+    },
+
+    async recordTransform(id, record) {
+      await write(() => {
+        const now = Date.now();
+        const error = record.status === 'error' ? record.error : null;
+        upsertStage.run(id, TRANSFORM_STAGE, record.status, record.logs || null, error, 1, now);
+        if (record.status === 'transformed') {
+          record.outputs.forEach((content, index) => {
+            const meta = record.meta?.[index];
+            upsertOutput.run(id, index, content, meta ? JSON.stringify(meta) : null);
+            for (const destination of record.destinations) {
+              // A replayed transform must not reset a delivery that already happened.
+              const existing = selectStage.get(id, `${destination}#${index}`);
+              if (existing?.status !== 'sent') {
+                upsertStage.run(id, `${destination}#${index}`, 'queued', null, null, 0, now);
+              }
+            }
+          });
+        }
+        refreshStatus(id, now);
+      });
+    },
+
+    async recordDelivery(id, stage, record) {
+      await write(() => {
+        const now = Date.now();
+        upsertStage.run(id, stage, record.status, record.response ?? null, record.error ?? null, record.attempts, now);
+        refreshStatus(id, now);
+      });
+    },
+
+    async recordError(id, error) {
+      await write(() => {
+        setStatus.run('error', error, Date.now(), id);
+      });
+    },
+
+    async recordDuplicate(id, reason) {
+      await write(() => {
+        setStatus.run('filtered', reason, Date.now(), id);
+      });
+    },
+
+    unfinished(channel) {
+      return selectUnfinished.get(channel)?.n ?? 0;
+    },
+
+    receivedSince(channel, afterSeq, limit) {
+      return selectReceived.all(channel, afterSeq, limit);
+    },
+
+    load(id) {
+      const row = selectStored.get(id);
+      if (!row) return undefined;
+      return {
+        id: row.id,
+        channel: row.channel,
+        raw: row.raw,
+        charset: row.charset,
+        status: row.status,
+        controlId: row.control_id,
+        receivedAt: row.received_at,
+      };
+    },
+
+    output(id, index) {
+      return selectOutput.get(id, index)?.content;
+    },
+
+    outputMeta(id, index) {
+      const meta = selectOutputMeta.get(id, index)?.meta;
+      return meta ? (JSON.parse(meta) as OutputMeta) : undefined;
+    },
+
+    outputCount(id) {
+      return countOutputs.get(id)?.n ?? 0;
+    },
+
+    stageStatus(id, stage) {
+      return selectStage.get(id, stage)?.status;
+    },
+
+    get(id) {
+      const row = selectDetail.get(id);
+      if (!row) return undefined;
+      const stages: StageRecord[] = selectStages.all(id).map((s) => ({
+        stage: s.stage,
+        status: s.status,
+        content: s.content,
+        error: s.error,
+        attempts: s.attempts,
+        updatedAt: iso(s.updated_at),
+      }));
+      return {
+        ...toSummary(row),
+        charset: row.charset,
+        text: decodeAs(row.raw, row.charset),
+        raw: row.raw.toString('base64'),
+        outputs: selectOutputs.all(id).map((o) => decodeAs(o.content, row.charset)),
+        stages,
+      };
+    },
+
+    summary(id) {
+      const row = selectSummary.get(id);
+      return row ? toSummary(row) : undefined;
+    },
+
+    list(query) {
+      const where: string[] = [];
+      const params: Array<string | number> = [];
+      if (query.channel) {
+        where.push('channel = ?');
+        params.push(query.channel);
+      }
+      if (query.status) {
+        where.push('status = ?');
+        params.push(query.status);
+      }
+      if (query.from !== undefined) {
+        where.push('received_at >= ?');
+        params.push(query.from);
+      }
+      if (query.to !== undefined) {
+        where.push('received_at <= ?');
+        params.push(query.to);
+      }
+      if (query.cursor) {
+        where.push('seq < ?');
+        params.push(Number(query.cursor));
+      }
+      const fts = query.q ? toFtsQuery(query.q) : undefined;
+      if (fts) {
+        where.push('seq IN (SELECT rowid FROM message_search WHERE message_search MATCH ?)');
+        params.push(fts);
+      }
+      const limit = Math.min(Math.max(query.limit ?? 50, 1), MAX_PAGE);
+      const sql = `SELECT ${SUMMARY_COLUMNS} FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY seq DESC LIMIT ?`;
+      const rows = db.prepare<Array<string | number>, MessageRow>(sql).all(...params, limit + 1);
+      const page = rows.slice(0, limit);
+      return {
+        items: page.map(toSummary),
+        nextCursor: rows.length > limit ? String(page[page.length - 1].seq) : null,
+      };
+    },
+
+    counts() {
+      const result = new Map<string, ChannelCounts>();
+      for (const row of selectCounts.all()) {
+        let counts = result.get(row.channel);
+        if (!counts) {
+          counts = { total: 0, ...Object.fromEntries(statuses.map((s) => [s, 0])) } as ChannelCounts;
+          result.set(row.channel, counts);
+        }
+        counts[row.status] = row.n;
+        counts.total += row.n;
+      }
+      return result;
+    },
+
+    totals() {
+      const result = new Map<string, Partial<Record<Status, number>>>();
+      for (const row of selectTotals.all()) {
+        const totals = result.get(row.channel) ?? {};
+        totals[row.status] = row.n;
+        result.set(row.channel, totals);
+      }
+      return result;
+    },
+
+    purge(before) {
+      let removed = 0;
+      for (;;) {
+        const { changes } = purgeBatch.run(before);
+        removed += changes;
+        if (changes < 1000) return removed;
+      }
+    },
+
+    flush: () => writes.drain(),
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await writes.drain();
+      db.close();
+    },
+  };
+};

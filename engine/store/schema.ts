@@ -1,0 +1,96 @@
+// The message log's SQLite schema. Content lives here, on disk, not in Redis: a destination down
+// for a day leaves its backlog in this file while Redis holds only job ids (DESIGN: backlog on disk).
+
+export const SCHEMA_VERSION = 1;
+
+export const schemaSql = `
+CREATE TABLE IF NOT EXISTS messages (
+  seq          INTEGER PRIMARY KEY,           -- arrival order; the search index's rowid
+  id           TEXT NOT NULL UNIQUE,
+  channel      TEXT NOT NULL,
+  status       TEXT NOT NULL,
+  received_at  INTEGER NOT NULL,              -- ms since the epoch
+  updated_at   INTEGER NOT NULL,
+  source       TEXT NOT NULL,                 -- e.g. "mllp 10.1.2.3:51234", "channel adt-archive"
+  parent_id    TEXT,                          -- the upstream message of a channel hand-off
+  message_type TEXT,
+  control_id   TEXT,
+  sender       TEXT,
+  charset      TEXT NOT NULL,
+  raw          BLOB NOT NULL,                 -- the bytes exactly as received
+  error        TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_channel ON messages (channel, seq);
+CREATE INDEX IF NOT EXISTS messages_by_status ON messages (status, seq);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (received_at);
+
+CREATE TABLE IF NOT EXISTS stages (
+  message_id TEXT NOT NULL,
+  stage      TEXT NOT NULL,                   -- "transform" or "<destination>#<output>"
+  status     TEXT NOT NULL,
+  content    TEXT,                            -- script log lines, a destination's response
+  error      TEXT,
+  attempts   INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (message_id, stage)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS outputs (
+  message_id TEXT NOT NULL,
+  idx        INTEGER NOT NULL,
+  content    BLOB NOT NULL,                   -- bytes as the destinations send them
+  meta       TEXT,                            -- JSON: where ctx.deliver sent it ({ url, method, headers })
+  PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+
+-- Full-text search over received content (MRNs, names, control ids). Contentless: the text is
+-- indexed, not stored twice.
+CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5 (text, content = '', contentless_delete = 1);
+
+-- Per-channel counts kept by triggers in the same transaction as the change, so the admin API
+-- reads them in O(channels) however large the log grows.
+CREATE TABLE IF NOT EXISTS channel_counts (
+  channel TEXT NOT NULL,
+  status  TEXT NOT NULL,
+  n       INTEGER NOT NULL,
+  PRIMARY KEY (channel, status)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS messages_counted_in AFTER INSERT ON messages BEGIN
+  INSERT INTO channel_counts (channel, status, n) VALUES (new.channel, new.status, 1)
+    ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_counted_move AFTER UPDATE OF status ON messages
+  WHEN old.status <> new.status BEGIN
+  UPDATE channel_counts SET n = n - 1 WHERE channel = old.channel AND status = old.status;
+  INSERT INTO channel_counts (channel, status, n) VALUES (new.channel, new.status, 1)
+    ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+END;
+-- Per-channel totals of messages that reached each status (every message counts once as
+-- received when logged, then once for each status it enters), for the /metrics counters: unlike
+-- channel_counts they never go down, so retention deletes do not look like counter resets.
+CREATE TABLE IF NOT EXISTS status_totals (
+  channel TEXT NOT NULL,
+  status  TEXT NOT NULL,
+  n       INTEGER NOT NULL,
+  PRIMARY KEY (channel, status)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS messages_totaled_in AFTER INSERT ON messages BEGIN
+  INSERT INTO status_totals (channel, status, n) VALUES (new.channel, 'received', 1)
+    ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+  INSERT INTO status_totals (channel, status, n) SELECT new.channel, new.status, 1 WHERE new.status <> 'received'
+    ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_totaled_move AFTER UPDATE OF status ON messages
+  WHEN old.status <> new.status BEGIN
+  INSERT INTO status_totals (channel, status, n) VALUES (new.channel, new.status, 1)
+    ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_removed AFTER DELETE ON messages BEGIN
+  UPDATE channel_counts SET n = n - 1 WHERE channel = old.channel AND status = old.status;
+  DELETE FROM message_search WHERE rowid = old.seq;
+  DELETE FROM stages WHERE message_id = old.id;
+  DELETE FROM outputs WHERE message_id = old.id;
+END;
+`;
