@@ -3,6 +3,7 @@
 // to the caller (hl7/ack.ts).
 import net from 'node:net';
 import tls from 'node:tls';
+import { checkServerIdentity } from '../auth/server-identity.ts';
 import { FerryError } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
 
@@ -77,7 +78,7 @@ export const mllpClient = (options: MllpClientOptions): MllpClient => {
     new Promise((resolve, reject) => {
       const secure = options.tls;
       const s = secure
-        ? tls.connect({ host, port, ca: secure.ca, cert: secure.cert, key: secure.key, ...(secure.servername ? { servername: secure.servername } : {}) })
+        ? tls.connect({ host, port, ca: secure.ca, cert: secure.cert, key: secure.key, checkServerIdentity, ...(secure.servername ? { servername: secure.servername } : {}) })
         : net.connect({ host, port });
       s.setNoDelay(true);
       const decoder = createMllpDecoder({ maxFrameBytes });

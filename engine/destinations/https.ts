@@ -8,6 +8,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } 
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { signRequest } from '../auth/hmac.ts';
+import { checkServerIdentity } from '../auth/server-identity.ts';
 import type { HttpsDestinationConfig } from '../config.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { MESSAGE_ID_HEADER } from '../sources/https.ts';
@@ -73,7 +74,7 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
   const ca = readFileOrFail(config.ca, 'ca', config.name);
   const cert = readFileOrFail(config.cert, 'cert', config.name);
   const key = readFileOrFail(config.key, 'key', config.name);
-  const httpsAgent = new HttpsAgent({ ca, cert, key, keepAlive: true, maxSockets: MAX_SOCKETS });
+  const httpsAgent = new HttpsAgent({ ca, cert, key, checkServerIdentity, keepAlive: true, maxSockets: MAX_SOCKETS });
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS });
   const staticUrl = new URL(config.url);
   // One breaker per origin: a relay sending to many APIs must not stop them all for one dead host.

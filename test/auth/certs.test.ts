@@ -6,10 +6,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { createServer, request, type ServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { checkServerIdentity, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { initCertificates, issueClientCertificate } from '../../engine/auth/certs.ts';
+import { checkServerIdentity } from '../../engine/auth/server-identity.ts';
+import { mllpClient } from '../../engine/clients/mllp.ts';
 import { FerryError } from '../../engine/errors.ts';
+import { encodeFrame } from '../../engine/hl7/mllp.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 // The private CA on real files, judged by Node's own TLS (and openssl where it is installed): who
@@ -95,15 +98,45 @@ test('the server certificate validates for each host it names, and for no other'
   const cert = await x509(server.cert);
   t.is(cert.subjectAltName, 'DNS:ferry.example.org, DNS:localhost, IP Address:10.1.2.3, IP Address:0:0:0:0:0:0:0:1, IP Address:127.0.0.1');
   t.regex(cert.subject, /CN=ferry\.example\.org/);
-  const peer = { subject: { CN: 'ferry.example.org' }, subjectaltname: cert.subjectAltName } as unknown as PeerCertificate;
-  for (const host of ['ferry.example.org', 'localhost', '10.1.2.3', '::1', '127.0.0.1']) t.is(checkServerIdentity(host, peer), undefined, host);
-  for (const host of ['other.example.org', 'example.org', '10.1.2.4', '127.0.0.2']) t.truthy(checkServerIdentity(host, peer), host);
+  const peer = { subject: { CN: 'ferry.example.org' }, subjectaltname: cert.subjectAltName, raw: cert.raw } as unknown as PeerCertificate;
+  for (const host of ['ferry.example.org', 'localhost', '10.1.2.3', '::1', '0:0::1', '127.0.0.1']) t.is(checkServerIdentity(host, peer), undefined, host);
+  for (const host of ['other.example.org', 'example.org', '10.1.2.4', '127.0.0.2', '::2']) t.truthy(checkServerIdentity(host, peer), host);
+});
+
+test('real TLS to ::1: Ferry\'s MLLP client accepts a certificate naming ::1 and refuses one that does not', async (t) => {
+  // An IPv6 literal is where Node 22's own check goes wrong (engine/auth/server-identity.ts).
+  const named = await pki(t, { hosts: ['::1'] });
+  const other = await pki(t, { hosts: ['localhost'] });
+  const frames: string[] = [];
+  const server = createTlsServer({ key: await readFile(named.server.key), cert: await readFile(named.server.cert) }, (socket) =>
+    socket.on('data', (chunk) => {
+      frames.push(chunk.toString('latin1'));
+      socket.write(encodeFrame('MSH|^~\\&|B|B|A|A|20240101||ACK|1|P|2.5\rMSA|AA|1\r'));
+    }),
+  );
+  server.listen(0, '::1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const port = (server.address() as AddressInfo).port;
+  const send = async (ca: string): Promise<string> => {
+    const client = mllpClient({ host: '::1', port, ackTimeoutMs: 5_000, tls: { ca: await readFile(ca) } });
+    try {
+      return (await client.send('MSH|^~\\&|A|A|B|B|20240101||ADT^A01|1|P|2.5\r')).toString('latin1');
+    } finally {
+      await client.close();
+    }
+  };
+  t.regex(await send(named.ca.cert), /^MSH\|.*\rMSA\|AA\|1\r$/);
+  t.is(frames.length, 1);
+  const refused = await t.throwsAsync(send(other.ca.cert));
+  t.regex(refused!.message, /certificate/i);
+  t.is(frames.length, 1, 'nothing was sent to a server that is not trusted');
 });
 
 test('default hosts: localhost and 127.0.0.1 pass tls.checkServerIdentity', async (t) => {
   const { server } = await pki(t);
   const cert = await x509(server.cert);
-  const peer = { subject: { CN: 'localhost' }, subjectaltname: cert.subjectAltName } as unknown as PeerCertificate;
+  const peer = { subject: { CN: 'localhost' }, subjectaltname: cert.subjectAltName, raw: cert.raw } as unknown as PeerCertificate;
   t.is(checkServerIdentity('localhost', peer), undefined);
   t.is(checkServerIdentity('127.0.0.1', peer), undefined);
   t.is(checkServerIdentity('example.com', peer)?.message, "Hostname/IP does not match certificate's altnames: Host: example.com. is not in the cert's altnames: DNS:localhost, IP Address:127.0.0.1");

@@ -124,13 +124,18 @@ test('a heap overrun that V8 cannot turn into an exception is SCRIPT_MEMORY, at 
   if (msg.text === 'hog') { const m = new Map(); for (let i = 0; ; i++) m.set(i, i); }
   return 'ok';
 };`;
-  // (At 16 or 32 MB isolated-vm catches this one; at 64 MB, the default, V8 aborts the process.)
+  // (At 16 or 32 MB isolated-vm catches this one; at 64 MB, the default, the process is ended.)
   const sandbox = await sandboxFor(t, { code, limits: { ...LIMITS, memoryBytes: 64 * 1024 * 1024, timeoutMs: 5000 } });
   const pid = sandbox.pid()!;
   const error = await t.throwsAsync(sandbox.run({ id: 'm1', text: 'hog' }), { instanceOf: FerryError });
   t.is(error!.code, 'SCRIPT_MEMORY');
   t.true(error!.permanent);
-  t.regex(error!.message, /^channels\/script\.ts exceeded its 64 MB memory limit \(V8 gave up and ended its sandbox process: killed by SIGABRT\)$/);
+  // Which guard ends it depends on the V8 underneath: on Node 20 V8 aborts the process first; on
+  // Node 22 (isolated-vm 6) the process outgrows its RSS cap before V8 gives up.
+  t.regex(
+    error!.message,
+    /^channels\/script\.ts exceeded its 64 MB memory limit \((V8 gave up and ended its sandbox process: killed by SIGABRT|outside the isolate heap: its sandbox process grew past \d+ MB and was ended)\)$/,
+  );
   t.false(alive(pid));
   t.is(await output(sandbox, 'fine'), 'ok');
 });
