@@ -18,6 +18,7 @@ import type { MessageStore } from '../store/message-store.ts';
 import { actorOf, createAuth, principalOf } from './auth.ts';
 import { createEventStream, type EventStreamOptions } from './event-stream.ts';
 import { createMetrics } from './metrics.ts';
+import { sourceIntakeOptions } from '../sources/intake-options.ts';
 import { serveUi } from './static-ui.ts';
 
 // The admin API (JSON under /api; docs/admin-api.md), the health check, /metrics and the web UI's
@@ -204,7 +205,7 @@ export const adminApp = (deps: AdminDeps): Koa => {
     // Through the channel's intake, like any new message: logged and queued before the 201.
     const result = await channel.intake.accept(original.raw, {
       source: `resend by ${actor}`,
-      requireHl7: channel.config.source.type === 'mllp',
+      ...sourceIntakeOptions(channel.config.source),
       parentId: original.id,
       resend: true,
     });

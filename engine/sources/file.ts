@@ -24,6 +24,7 @@ import type { FileSourceConfig } from '../config.ts';
 import { FerryError, describeError } from '../errors.ts';
 import { splitMessages } from '../hl7/batch.ts';
 import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
+import { sourceIntakeOptions } from './intake-options.ts';
 import { fileMessageId } from '../ids.ts';
 import type { Intake } from '../intake.ts';
 import { fileNamePattern } from './file-pattern.ts';
@@ -120,7 +121,7 @@ export const fileSource = (config: FileSourceConfig, deps: FileSourceDeps): File
   const { intake } = deps;
   const log = deps.logger.child({ source: 'file', dir: config.dir });
   const matches = fileNamePattern(config.pattern);
-  const charsetOption = config.encoding === 'auto' ? {} : { charset: config.encoding };
+  const intakeOptions = sourceIntakeOptions(config);
   let seen = new Map<string, Facts>();
   let running = false;
   let timer: NodeJS.Timeout | undefined;
@@ -216,7 +217,7 @@ export const fileSource = (config: FileSourceConfig, deps: FileSourceDeps): File
     for (const [index, message] of messages.entries()) {
       if (!running) return; // the rest is read on the next start; what was committed is recognised by id
       const label = `${file}#${index + 1}`;
-      const result = await intake.accept(message, { source: `file ${label}`, requireHl7: true, id: fileMessageId(mtimeMs, identity, index), ...charsetOption });
+      const result = await intake.accept(message, { source: `file ${label}`, id: fileMessageId(mtimeMs, identity, index), ...intakeOptions });
       switch (result.kind) {
         case 'accepted':
           committed++;

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { mllpClient } from '../../engine/clients/mllp.ts';
@@ -145,6 +145,39 @@ test('resend: a new message with parentId, logged before the 201, delivered — 
     status: 404,
     body: { error: { code: 'MESSAGE_NOT_FOUND', message: 'no message 01HZX5J3Q8M4T2V7N6B9C0D1EF' } },
   });
+});
+
+test('resend of a file-source message decodes it with the source\'s encoding, as on arrival', async (t) => {
+  // 8859/15 without MSH-18: only the configured encoding says that byte 0xA4 is € (in 8859/1 it is ¤).
+  const engine = await startTestEngine(
+    t,
+    `engine:
+  data: ./data
+  admin: { host: 127.0.0.1, port: 0 }
+channels:
+  - name: lab
+    source: { type: file, dir: ./inbox, pollInterval: 100ms, encoding: 8859/15 }
+    destinations:
+      - { name: archive, type: file, dir: ./out, filename: "{id}.hl7" }
+`,
+  );
+  const text = 'MSH|^~\\&|LAB|REF|EHR|HOSP|20260101120000||DFT^P03^DFT_P03|E1|P|2.5\rPID|1||MRN-E1||Müller^Zoë\rFT1|1|||20260101||CG|FEE|Fee € 12\r';
+  await mkdir(join(engine.dir, 'inbox'), { recursive: true });
+  await writeFile(join(engine.dir, 'inbox', 'fees.hl7'), Buffer.from(text, 'latin1').map((byte, i) => (text[i] === '€' ? 0xa4 : byte)));
+  const original = await eventually(async () => {
+    const m = await messageOf(engine, 'MRN', 'lab');
+    return m?.status === 'sent' ? m : undefined;
+  });
+  t.like((await engine.api('GET', `/api/messages/${original.id}`)).body, { charset: '8859/15', text });
+
+  const resend = await engine.api('POST', `/api/messages/${original.id}/resend`);
+  t.is(resend.status, 201, JSON.stringify(resend.body));
+  const copy = await eventually(async () => {
+    const m = (await engine.api('GET', `/api/messages/${resend.body.id}`)).body;
+    return m.status === 'sent' ? m : undefined;
+  });
+  t.like(copy, { parentId: original.id, charset: '8859/15', text });
+  t.deepEqual(await readFile(join(engine.dir, 'out', `${resend.body.id}.hl7`)), await readFile(join(engine.dir, 'out', `${original.id}.hl7`)));
 });
 
 test('GET /api/channels/:name: the channel with its normalized config; unknown names 404', async (t) => {
