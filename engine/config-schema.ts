@@ -26,7 +26,7 @@ export const configDefaults = {
     retry: { attempts: 5, backoff: 'exponential', delay: '1s', maxDelay: '5m' },
   },
   file: { filename: '{id}' },
-  fileSource: { pattern: '*.hl7', pollInterval: '1s', after: 'move', encoding: 'auto' },
+  fileSource: { pattern: '*.hl7', pollInterval: '1s', after: 'move', encoding: 'auto', maxFileSize: '64MB' },
   mllpDestination: { ackTimeout: '30s' },
   https: { host: '127.0.0.1', clientCert: 'none', plain: false },
   httpsSource: { maxBody: '1MB', requireTls: true },
@@ -501,6 +501,13 @@ const fileSourceSchema = Type.Object(
           'auto: each message by its MSH-18, as over MLLP (UTF-8 or 8859/1 when empty). Or an MSH-18 character set name (UNICODE UTF-8, 8859/1, …) that the files are in, whatever MSH-18 says.',
         default: configDefaults.fileSource.encoding,
         examples: ['auto', 'UNICODE UTF-8', '8859/1'],
+      }),
+    ),
+    maxFileSize: Type.Optional(
+      Size({
+        title: 'Maximum file size',
+        description: 'Largest file read (a file is read whole to split it); a larger one is moved to errorDir with FILE_TOO_LARGE as its reason.',
+        default: configDefaults.fileSource.maxFileSize,
       }),
     ),
   },

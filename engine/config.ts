@@ -79,6 +79,8 @@ export interface FileSourceConfig {
   errorDir: string;
   /** 'auto' (each message's MSH-18, as over MLLP) or a character set name that overrides it. */
   encoding: string;
+  /** Larger files are not read but moved to errorDir (FILE_TOO_LARGE). */
+  maxFileBytes: number;
 }
 
 export type SourceConfig = MllpSourceConfig | ChannelSourceConfig | HttpsSourceConfig | FileSourceConfig | PusherSourceConfig;
@@ -915,6 +917,7 @@ function normalizeSource(source: RawConfig['channels'][number]['source'], dir: s
       processedDir: source.processedDir === undefined ? path.join(watched, 'processed') : path.resolve(dir, source.processedDir),
       errorDir: source.errorDir === undefined ? path.join(watched, 'error') : path.resolve(dir, source.errorDir),
       encoding: source.encoding ?? defaults.fileSource.encoding,
+      maxFileBytes: sizeBytes(source.maxFileSize ?? defaults.fileSource.maxFileSize),
     };
   }
   if (source.type === 'pusher' || source.type === 'https') {

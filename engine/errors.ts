@@ -60,6 +60,7 @@ export const errorCodes = {
   // destinations
   FILE_WRITE_FAILED: { permanent: false, summary: 'a file destination could not write its file' },
   FILE_READ_FAILED: { permanent: true, summary: 'a file source could not read a file, or found no HL7 message in it; the file was moved to errorDir' },
+  FILE_TOO_LARGE: { permanent: true, summary: 'a file source found a file larger than its maxFileSize; the file was moved to errorDir unread' },
   CHANNEL_NOT_FOUND: { permanent: true, summary: 'a channel destination names an unknown channel' },
   DESTINATION_GAVE_UP: { permanent: true, summary: 'a destination exhausted its retry attempts' },
   WS_BAD_EVENT: { permanent: true, summary: 'a websocket destination output has no topic or is a malformed push envelope' },

@@ -59,13 +59,14 @@ test('file source: defaults', async (t) => {
     processedDir: join(dir, 'inbox/lab/processed'),
     errorDir: join(dir, 'inbox/lab/error'),
     encoding: 'auto',
+    maxFileBytes: 64 * 1024 * 1024,
   });
 });
 
 test('file source: every key; processedDir and errorDir resolve against the config folder', async (t) => {
   const dir = await configProject(t, CERTS);
   t.deepEqual(
-    parseConfigIn(dir, reading('{ type: file, dir: /srv/in, pattern: "ADT_*.{hl7,txt}", pollInterval: 250ms, after: move, processedDir: done, errorDir: /srv/bad, encoding: 8859/1 }'))
+    parseConfigIn(dir, reading('{ type: file, dir: /srv/in, pattern: "ADT_*.{hl7,txt}", pollInterval: 250ms, after: move, processedDir: done, errorDir: /srv/bad, encoding: 8859/1, maxFileSize: 2MB }'))
       .channels[0]!.source,
     {
       type: 'file',
@@ -76,6 +77,7 @@ test('file source: every key; processedDir and errorDir resolve against the conf
       processedDir: join(dir, 'done'),
       errorDir: '/srv/bad',
       encoding: '8859/1',
+      maxFileBytes: 2 * 1024 * 1024,
     },
   );
   t.like(parseConfigIn(dir, reading('{ type: file, dir: in, after: delete }')).channels[0]!.source, { after: 'delete' });

@@ -182,6 +182,10 @@ export const fileSource = (config: FileSourceConfig, deps: FileSourceDeps): File
   /** Reads one complete file and commits its messages. */
   const take = async (name: string, observed: Facts): Promise<void> => {
     const file = path.join(config.dir, name);
+    // Read whole (batches are split on their text): a huge file must not take the engine's memory.
+    if (observed.size > BigInt(config.maxFileBytes)) {
+      return quarantine(name, new FerryError('FILE_TOO_LARGE', `${file} holds ${observed.size} bytes, more than maxFileSize (${config.maxFileBytes} bytes); split it, or raise maxFileSize`));
+    }
     let bytes: Buffer;
     try {
       bytes = await readFile(file);

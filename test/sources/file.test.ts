@@ -66,6 +66,7 @@ const sourceConfig = (dir: string, overrides: Partial<FileSourceConfig> = {}): F
   processedDir: join(dir, 'processed'),
   errorDir: join(dir, 'error'),
   encoding: 'auto',
+  maxFileBytes: 64 * 1024 * 1024,
   ...overrides,
 });
 
@@ -175,6 +176,24 @@ test('a file not in its configured encoding goes to errorDir with the decoding e
   await until(join(dir, 'error', 'odd.hl7.error.txt'));
   t.regex(await readFile(join(dir, 'error', 'odd.hl7.error.txt'), 'utf8'), /FILE_READ_FAILED: .*odd\.hl7 is not in UNICODE UTF-16: HL7_ENCODING: the message is not valid UTF-16BE/);
   t.deepEqual(rec.calls, []);
+});
+
+test('a file over maxFileSize goes to errorDir unread with FILE_TOO_LARGE; one at the limit is read', async (t) => {
+  const dir = await tempDir(t);
+  const fits = lf('S1');
+  await writeFile(join(dir, 'fits.hl7'), fits);
+  await writeFile(join(dir, 'big.hl7'), fits + lf('S2'));
+  const rec = recordingIntake();
+  const { lines } = await startSource(t, sourceConfig(dir, { maxFileBytes: Buffer.byteLength(fits) }), rec.intake);
+  await until(join(dir, 'error', 'big.hl7.error.txt'));
+  await until(join(dir, 'processed', 'fits.hl7'));
+  t.deepEqual(rec.calls.map(text), [cr('S1')]);
+  t.regex(
+    await readFile(join(dir, 'error', 'big.hl7.error.txt'), 'utf8'),
+    new RegExp(`FILE_TOO_LARGE: .*big\\.hl7 holds ${Buffer.byteLength(fits + lf('S2'))} bytes, more than maxFileSize \\(${Buffer.byteLength(fits)} bytes\\); split it, or raise maxFileSize`),
+  );
+  t.is(await readFile(join(dir, 'error', 'big.hl7'), 'utf8'), fits + lf('S2'));
+  t.true(lines.some((l) => l['code'] === 'FILE_TOO_LARGE'));
 });
 
 (process.getuid?.() === 0 ? test.skip : test)('a file the engine may not read goes to errorDir with the reason', async (t) => {
