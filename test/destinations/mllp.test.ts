@@ -16,7 +16,8 @@ import { createMllpDecoder, encodeFrame } from '../../engine/hl7/mllp.ts';
 import { redisConnectionOptions } from '../../engine/redis/connection.ts';
 import { mllpSource } from '../../engine/sources/mllp.ts';
 import { openMessageStore } from '../../engine/store/message-store.ts';
-import { captureLogger, makeCerts } from '../https/helpers.ts';
+import { makeCerts } from '../https/helpers.ts';
+import { captureLogger } from '../helpers/logger.ts';
 import { startTestRedis } from '../helpers/redis.ts';
 import { eventually, freePort, tempDir } from '../helpers/temp.ts';
 

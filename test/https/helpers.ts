@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { pino, type Logger } from 'pino';
 import { initCertificates, issueClientCertificate } from '../../engine/auth/certs.ts';
 import { tempDir } from '../helpers/temp.ts';
 
@@ -95,18 +94,6 @@ export const send = (url: string, options: SendOptions = {}): Promise<Reply> =>
       req.end(body);
     }
   });
-
-export interface CapturedLogger {
-  logger: Logger;
-  lines: Array<{ level: number; msg: string; [key: string]: unknown }>;
-}
-
-/** A pino logger whose lines are kept, parsed, for assertions on what was logged. */
-export const captureLogger = (): CapturedLogger => {
-  const lines: CapturedLogger['lines'] = [];
-  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  return { logger, lines };
-};
 
 export interface Received {
   method: string;

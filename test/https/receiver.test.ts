@@ -12,7 +12,8 @@ import { httpsListener, type HttpsListener } from '../../engine/http/https-liste
 import type { Intake, IntakeOptions, IntakeResult } from '../../engine/intake.ts';
 import { httpsReceiver, httpsSource } from '../../engine/sources/https.ts';
 import { eventually } from '../helpers/temp.ts';
-import { captureLogger, makeCerts, send, type TestCerts } from './helpers.ts';
+import { captureLogger } from '../helpers/logger.ts';
+import { makeCerts, send, type TestCerts } from './helpers.ts';
 
 // The receiver against a real TLS listener on port 0, with a real token table and HMAC verifier and
 // a recording intake: what it answers, what reaches intake (bytes and id), and what it logs.

@@ -9,7 +9,8 @@ import { redisConnectionOptions } from '../../engine/redis/connection.ts';
 import { openMessageStore } from '../../engine/store/message-store.ts';
 import { startTestRedis } from '../helpers/redis.ts';
 import { eventually, tempDir } from '../helpers/temp.ts';
-import { captureLogger, farEnd, makeCerts, reply, send } from './helpers.ts';
+import { captureLogger } from '../helpers/logger.ts';
+import { farEnd, makeCerts, reply, send } from './helpers.ts';
 
 // The shipped store-and-forward relay (channels/relay.ts) as a real channel in this process: an
 // HTTPS source with a token, the script choosing URL and method with ctx.deliver, the choice stored

@@ -8,7 +8,8 @@ import { httpsDestination } from '../../engine/destinations/https.ts';
 import type { Delivery } from '../../engine/destinations/destination.ts';
 import { FerryError, type ErrorCode } from '../../engine/errors.ts';
 import { freePort } from '../helpers/temp.ts';
-import { captureLogger, farEnd as startFarEnd, makeCerts, reply, type Answer, type TestCerts } from './helpers.ts';
+import { captureLogger } from '../helpers/logger.ts';
+import { farEnd as startFarEnd, makeCerts, reply, type Answer, type TestCerts } from './helpers.ts';
 
 // The sender against real TLS servers on port 0: what it sends (headers, body, id), and how each
 // answer is classed (sent / transient / permanent), Retry-After, TLS checks, the circuit breaker

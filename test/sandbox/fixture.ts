@@ -39,17 +39,6 @@ export const channelsFolder = async (t: ExecutionContext, files: Record<string, 
   return channels;
 };
 
-export interface CapturedLogger {
-  logger: Logger;
-  lines: Array<{ level: number; msg: string; [key: string]: unknown }>;
-}
-
-export const captureLogger = (): CapturedLogger => {
-  const lines: CapturedLogger['lines'] = [];
-  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  return { logger, lines };
-};
-
 export const LIMITS: TranslatorLimits = { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000 };
 
 /** A translator for `scriptPath`, ready (first compile tried) and closed after the test. */

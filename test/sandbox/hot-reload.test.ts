@@ -2,7 +2,8 @@ import test from 'ava';
 import { rename, writeFile } from 'node:fs/promises';
 import { FerryError } from '../../engine/errors.ts';
 import { eventually } from '../helpers/temp.ts';
-import { ADT, captureLogger, channelsFolder, translatorFor } from './fixture.ts';
+import { captureLogger } from '../helpers/logger.ts';
+import { ADT, channelsFolder, translatorFor } from './fixture.ts';
 
 const version = (n: number) => `export default () => 'v${n}';\n`;
 

@@ -6,7 +6,8 @@ import { MAX_CRASHES, createProcessSandbox, type ProcessSandbox } from '../../en
 import { DEFAULT_OUTPUT_BYTES } from '../../engine/sandbox/translator.ts';
 import { compileScript } from '../../engine/sandbox/transpile.ts';
 import { eventually } from '../helpers/temp.ts';
-import { captureLogger, channelsFolder } from './fixture.ts';
+import { captureLogger } from '../helpers/logger.ts';
+import { channelsFolder } from './fixture.ts';
 
 // The engine side of the sandbox host process: what happens when the host itself fails — killed from
 // outside, aborted by V8, stuck — rather than the script inside it.

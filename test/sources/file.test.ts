@@ -8,7 +8,7 @@ import { decodeAs } from '../../engine/hl7/charset.ts';
 import type { Intake, IntakeOptions, IntakeResult } from '../../engine/intake.ts';
 import { fileNamePattern } from '../../engine/sources/file-pattern.ts';
 import { fileSource, splitFile } from '../../engine/sources/file.ts';
-import { captureLogger } from '../https/helpers.ts';
+import { captureLogger } from '../helpers/logger.ts';
 import { eventually, tempDir } from '../helpers/temp.ts';
 
 // The file source on real folders with a recording intake: which files are read and when, how they

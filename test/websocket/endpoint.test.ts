@@ -7,7 +7,8 @@ import type { WebSocketConfig } from '../../engine/config.ts';
 import { httpsListener } from '../../engine/http/https-listener.ts';
 import { createPushHub, type PushHub } from '../../engine/push/hub.ts';
 import { closeCodes, websocketEndpoint, type WebSocketEndpoint } from '../../engine/push/websocket-endpoint.ts';
-import { captureLogger, makeCerts, type CapturedLogger, type TestCerts } from '../https/helpers.ts';
+import { makeCerts, type TestCerts } from '../https/helpers.ts';
+import { captureLogger, type CapturedLogger } from '../helpers/logger.ts';
 import { eventually, tempDir } from '../helpers/temp.ts';
 import { connect, connectAuthed } from './helpers.ts';
 
