@@ -144,14 +144,27 @@ const stats = (run: Run, total: number): Stats => {
   return { rate: total / (run.elapsedMs / 1000), p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
 };
 
-/** CPU ms used so far by this process (all threads: isolates, fsyncs) and by redis-server (Linux /proc; else NaN). */
-const cpuNow = async (redisPidFile: string): Promise<{ node: number; redis: number }> => {
-  const { user, system } = process.cpuUsage();
-  const pid = (await readFile(redisPidFile, 'utf8').catch(() => '')).trim();
+/** CPU ms a process has used (utime + stime from Linux /proc; NaN elsewhere). */
+const processCpuMs = async (pid: string): Promise<number> => {
   // Fields 14 and 15 (utime, stime) in clock ticks, counted after the parenthesised process name.
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ');
-  const ticks = fields ? Number(fields[11]) + Number(fields[12]) : Number.NaN;
-  return { node: (user + system) / 1000, redis: ticks * 10 }; // USER_HZ is 100 on Linux
+  return fields ? (Number(fields[11]) + Number(fields[12])) * 10 : Number.NaN; // USER_HZ is 100 on Linux
+};
+
+/** The pids of this process's children: the embedded redis-server and the channels' sandbox processes. */
+const childPids = async (): Promise<string[]> => {
+  const threads = await readdir('/proc/self/task').catch((): string[] => []);
+  const lists = await Promise.all(threads.map((tid) => readFile(`/proc/self/task/${tid}/children`, 'utf8').catch(() => '')));
+  return lists.join(' ').split(/\s+/).filter(Boolean);
+};
+
+/** CPU ms used so far by this process (all threads: fsyncs, the engine, client and echo), by redis-server, and by the sandbox processes. */
+const cpuNow = async (redisPidFile: string): Promise<{ node: number; redis: number; sandbox: number }> => {
+  const { user, system } = process.cpuUsage();
+  const redisPid = (await readFile(redisPidFile, 'utf8').catch(() => '')).trim();
+  const sandboxes = (await childPids()).filter((pid) => pid !== redisPid);
+  const sandbox = (await Promise.all(sandboxes.map(processCpuMs))).reduce((sum, ms) => sum + ms, 0);
+  return { node: (user + system) / 1000, redis: await processCpuMs(redisPid), sandbox };
 };
 
 /** INFO of the embedded server: memory after the run, and commands per message sent. */
@@ -232,8 +245,8 @@ try {
     const after = await cpuNow(redisPidFile);
     const perMessage = (ms: number): number => (ms * 1000) / total;
     const echoUs = perMessage(ferryCpu.node - echoCpu.node);
-    const [nodeUs, redisUs] = [perMessage(after.node - ferryCpu.node), perMessage(after.redis - ferryCpu.redis)];
-    cpuRows.push([String(connections), echoUs.toFixed(0), nodeUs.toFixed(0), redisUs.toFixed(0), ((nodeUs + redisUs) / echoUs).toFixed(1)]);
+    const [nodeUs, redisUs, sandboxUs] = [after.node - ferryCpu.node, after.redis - ferryCpu.redis, after.sandbox - ferryCpu.sandbox].map(perMessage) as [number, number, number];
+    cpuRows.push([String(connections), echoUs.toFixed(0), nodeUs.toFixed(0), redisUs.toFixed(0), sandboxUs.toFixed(0), ((nodeUs + redisUs + sandboxUs) / echoUs).toFixed(1)]);
     rows.push([
       String(connections),
       echoStats.rate.toFixed(0),
@@ -252,8 +265,8 @@ try {
 
   printTable(['conns', 'echo msg/s', 'echo p50 ms', 'echo p99 ms', 'ferry ack msg/s', 'ack p50 ms', 'ack p99 ms', 'delivered msg/s', 'ack/echo', 'delivered/echo', 'p50 ×echo', 'p99 ×echo'], rows);
   // CPU per message holds up better than rates on a busy machine: it does not count time spent waiting.
-  console.log('\nCPU per message (ferry: from first send until all files exist; node = whole process, all threads)');
-  printTable(['conns', 'echo node µs', 'ferry node µs', 'ferry redis µs', 'ferry/echo'], cpuRows);
+  console.log('\nCPU per message (ferry: from first send until all files exist; node = whole process, all threads; sandbox = the channel\'s translator process)');
+  printTable(['conns', 'echo node µs', 'ferry node µs', 'ferry redis µs', 'ferry sandbox µs', 'ferry/echo'], cpuRows);
 
   const rss = process.memoryUsage().rss / 1024 ** 2;
   console.log(`\nafter the run: process RSS ${rss.toFixed(0)} MB (engine + bench client + echo, one process); redis ${await redisReport(path.join(dir, 'data'), WARMUP + total * connectionCounts.length)}`);
