@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { initCertificates, issueClientCertificate } from './auth/certs.ts';
+import { initCertificates, issueClientCertificate, renewServerCertificate } from './auth/certs.ts';
 import { addHmacKey, addToken, listTokens, revokeToken } from './auth/tokens.ts';
 import { mllpClient } from './clients/mllp.ts';
 import { loadConfig } from './config.ts';
@@ -30,6 +30,7 @@ const USAGE = `usage:
                                           remove a token or HMAC key; running engines drop it within a second
   ferry certs init [--dir certs] [--host name,…] [--force]
                                           make a CA and a server certificate (default hosts localhost,127.0.0.1)
+  ferry certs renew [--dir certs] [--host name,…]
   ferry certs issue <name> [--dir certs] [--force]
                                           make a client certificate signed by that CA
 ${USER_USAGE}`;
@@ -224,7 +225,17 @@ const certs = async (args: string[]): Promise<number> => {
     console.log(`sender: destination cert: ${shown(made.cert)}, key: ${shown(made.key)}`);
     return 0;
   }
-  throw usage(`ferry certs needs init or issue${action ? ` (got "${action}")` : ''}`);
+  if (action === 'renew') {
+    if (positionals.length > 0) throw usage('ferry certs renew takes no name (use --host for the server names)');
+    if (values.force) throw usage('ferry certs renew takes no --force (it always replaces the server certificate)');
+    const hosts = listOption(values.host);
+    const made = await renewServerCertificate({ dir, ...(hosts.length > 0 ? { hosts } : {}) });
+    const replaced = made.replacedNotAfter ? `replaced the one valid until ${until(made.replacedNotAfter)}` : 'there was none';
+    console.log(`created ${shown(made.cert)} and ${shown(made.key)}: server certificate for ${made.hosts.join(', ')}, valid until ${until(made.notAfter)}; ${replaced}`);
+    console.log('signed by the same CA: senders need no change; a running engine loads the new pair within seconds');
+    return 0;
+  }
+  throw usage(`ferry certs needs init, renew or issue${action ? ` (got "${action}")` : ''}`);
 };
 
 export const main = async (argv: string[]): Promise<number> => {

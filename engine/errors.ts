@@ -104,6 +104,7 @@ export const errorCodes = {
   TOKEN_NOT_FOUND: { permanent: true, summary: 'no token or HMAC key with that name' },
   CERT_EXISTS: { permanent: true, summary: 'certificate files already exist (pass --force to replace them)' },
   CERT_CA_MISSING: { permanent: true, summary: 'the CA key or certificate is missing (run ferry certs init)' },
+  CERT_UNREADABLE: { permanent: true, summary: 'an existing certificate cannot be parsed' },
 
   // engine lifecycle
   ENGINE_SHUTTING_DOWN: { permanent: false, summary: 'the engine is stopping and takes no new work' },

@@ -89,13 +89,41 @@ export interface InitializedCertificates {
   server: CertificateFiles & { hosts: string[] };
 }
 
-/** Creates the CA and the server certificate in `dir`; refuses (CERT_EXISTS) to overwrite unless `force`. */
-export const initCertificates = async ({ dir, hosts = defaultCertHosts, force = false }: InitCertificatesOptions): Promise<InitializedCertificates> => {
+/** Distinct, valid host names and addresses for a server certificate. */
+const serverNames = (hosts: readonly string[]): string[] => {
   const names = [...new Set(hosts)];
   if (names.length === 0) throw new FerryError('CLI_USAGE', 'the server certificate needs at least one host');
   for (const host of names) {
     if (!isIP(host) && !dnsName.test(host)) throw new FerryError('CLI_USAGE', `"${host}" is neither an IP address nor a DNS name`);
   }
+  return names;
+};
+
+/** A serverAuth certificate whose SANs are `names` (the first is also its CN). */
+const serverLeaf = (ca: forge.pki.Certificate, caKey: forge.pki.rsa.PrivateKey, publicKey: forge.pki.PublicKey, names: string[]): forge.pki.Certificate =>
+  signedLeaf(ca, caKey, publicKey, names[0]!, [
+    { name: 'extKeyUsage', serverAuth: true },
+    {
+      name: 'subjectAltName',
+      altNames: names.map((host) => (isIP(host) ? { type: 7, ip: host } : { type: 2, value: host })),
+    },
+  ]);
+
+/** The CA that `initCertificates` wrote to `dir`. */
+const loadCa = async (dir: string): Promise<{ ca: forge.pki.Certificate; caKey: forge.pki.rsa.PrivateKey }> => {
+  try {
+    return {
+      ca: pki.certificateFromPem(await readFile(path.join(dir, 'ca.crt'), 'utf8')),
+      caKey: pki.privateKeyFromPem(await readFile(path.join(dir, 'ca.key'), 'utf8')) as forge.pki.rsa.PrivateKey,
+    };
+  } catch (cause) {
+    throw new FerryError('CERT_CA_MISSING', `no usable CA in ${dir} (ca.crt and ca.key; run ferry certs init first)`, { cause });
+  }
+};
+
+/** Creates the CA and the server certificate in `dir`; refuses (CERT_EXISTS) to overwrite unless `force`. */
+export const initCertificates = async ({ dir, hosts = defaultCertHosts, force = false }: InitCertificatesOptions): Promise<InitializedCertificates> => {
+  const names = serverNames(hosts);
   const files = {
     caKey: path.join(dir, 'ca.key'),
     caCert: path.join(dir, 'ca.crt'),
@@ -120,13 +148,7 @@ export const initCertificates = async ({ dir, hosts = defaultCertHosts, force = 
   ]);
   ca.sign(caKeys.privateKey, forge.md.sha256.create());
 
-  const server = signedLeaf(ca, caKeys.privateKey, serverKeys.publicKey, names[0]!, [
-    { name: 'extKeyUsage', serverAuth: true },
-    {
-      name: 'subjectAltName',
-      altNames: names.map((host) => (isIP(host) ? { type: 7, ip: host } : { type: 2, value: host })),
-    },
-  ]);
+  const server = serverLeaf(ca, caKeys.privateKey, serverKeys.publicKey, names);
 
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(files.caKey, pki.privateKeyToPem(caKeys.privateKey), KEY_MODE);
@@ -173,14 +195,7 @@ export const issueClientCertificate = async ({ dir, name, force = false }: Issue
   if (!clientName.test(name)) {
     throw new FerryError('CLI_USAGE', `client name "${name}" must be 1 to 63 characters of A-Z, a-z, 0-9, ".", "-" and "_", starting with a letter or digit`);
   }
-  let ca: forge.pki.Certificate;
-  let caKey: forge.pki.rsa.PrivateKey;
-  try {
-    ca = pki.certificateFromPem(await readFile(path.join(dir, 'ca.crt'), 'utf8'));
-    caKey = pki.privateKeyFromPem(await readFile(path.join(dir, 'ca.key'), 'utf8'));
-  } catch (cause) {
-    throw new FerryError('CERT_CA_MISSING', `no usable CA in ${dir} (ca.crt and ca.key; run ferry certs init first)`, { cause });
-  }
+  const { ca, caKey } = await loadCa(dir);
   const clients = path.join(dir, 'clients');
   const files = { key: path.join(clients, `${name}.key`), cert: path.join(clients, `${name}.crt`) };
   await refuseExisting(Object.values(files), force);
@@ -191,4 +206,61 @@ export const issueClientCertificate = async ({ dir, name, force = false }: Issue
   await writeFileAtomic(files.key, pki.privateKeyToPem(keys.privateKey), KEY_MODE);
   await writeFileAtomic(files.cert, pki.certificateToPem(cert), CERT_MODE);
   return { ...files, notAfter: cert.validity.notAfter };
+};
+
+export interface RenewServerCertificateOptions {
+  dir: string;
+  /** Default: the names of the server certificate being replaced (or localhost and 127.0.0.1 when there is none). */
+  hosts?: string[];
+}
+
+export interface RenewedServerCertificate extends CertificateFiles {
+  hosts: string[];
+  /** When the replaced certificate expired; null when there was none. */
+  replacedNotAfter: Date | null;
+}
+
+/**
+ * Issues a new server key and certificate signed by the existing CA, replacing server.key|.crt: for
+ * renewal before the 2 years run out, or for new host names. Senders trust the CA, not the server
+ * certificate, so they need no change; a running engine picks the new pair up by itself.
+ */
+export const renewServerCertificate = async ({ dir, hosts }: RenewServerCertificateOptions): Promise<RenewedServerCertificate> => {
+  const { ca, caKey } = await loadCa(dir);
+  const files = { key: path.join(dir, 'server.key'), cert: path.join(dir, 'server.crt') };
+  // With new names given, a broken old certificate is just replaced; without, its names are needed.
+  const replaced = await readCertificate(files.cert).catch((error: unknown) => {
+    if (hosts) return undefined;
+    throw error;
+  });
+  const names = serverNames(hosts ?? (replaced ? namesOf(replaced) : defaultCertHosts));
+  const keys = await generateKeys();
+  const cert = serverLeaf(ca, caKey, keys.publicKey, names);
+  // The key first: a crash between the two leaves a pair that does not match, which the engine refuses
+  // at start and a rerun of this command repairs; never a certificate for a key that was not written.
+  await writeFileAtomic(files.key, pki.privateKeyToPem(keys.privateKey), KEY_MODE);
+  await writeFileAtomic(files.cert, pki.certificateToPem(cert), CERT_MODE);
+  return { ...files, notAfter: cert.validity.notAfter, hosts: names, replacedNotAfter: replaced?.validity.notAfter ?? null };
+};
+
+/** The DNS names and IP addresses a certificate's subjectAltName lists, in order. */
+const namesOf = (cert: forge.pki.Certificate): string[] => {
+  const san = cert.getExtension('subjectAltName') as { altNames?: Array<{ type: number; value?: string; ip?: string }> } | null;
+  return (san?.altNames ?? []).flatMap((name) => (name.type === 7 && name.ip ? [name.ip] : name.type === 2 && name.value ? [name.value] : []));
+};
+
+/** The certificate in `file`, or undefined when there is no such file. */
+const readCertificate = async (file: string): Promise<forge.pki.Certificate | undefined> => {
+  let pem: string;
+  try {
+    pem = await readFile(file, 'utf8');
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new FerryError('CERT_UNREADABLE', `cannot read ${file}: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    return pki.certificateFromPem(pem);
+  } catch (cause) {
+    throw new FerryError('CERT_UNREADABLE', `${file} is not a PEM certificate: ${(cause as Error).message}`, { cause });
+  }
 };

@@ -9,6 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { HttpsListenerConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
+import { reloadCertificates, type CertificateReload } from './certificate-reload.ts';
 import { refuse, refuseUpgrade } from './refuse.ts';
 
 // The engine's one HTTPS listener. Every https-source channel owns a path on it; the paths are
@@ -48,6 +49,9 @@ export interface HttpsListenerOptions {
 }
 
 const STOP_GRACE_MS = 5_000;
+
+/** TLS settings of the listener's secure context, at start and on every certificate reload. */
+const TLS_CONTEXT = { minVersion: 'TLSv1.2' } as const;
 
 /** The peer's certificate as the TLS layer judged it: absent, not chaining to the CA, or good. */
 export const peerCertificate = (ctx: Koa.Context): PeerCertificate => socketCertificate(ctx.req.socket);
@@ -111,6 +115,7 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
   let boundPort = config.port;
   let started: Promise<{ host: string; port: number; url: string }> | undefined;
   let stopped: Promise<void> | undefined;
+  let reload: CertificateReload | undefined;
 
   const createServer = async (): Promise<Server> => {
     if (config.plain) return createHttpServer(callback);
@@ -123,21 +128,20 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
       }
     };
     const [cert, key, ca] = await Promise.all([read(config.cert, 'cert'), read(config.key, 'key'), read(config.ca, 'ca')]);
+    let created: ReturnType<typeof createHttpsServer>;
     try {
-      return createHttpsServer(
-        {
-          cert,
-          key,
-          ca,
-          minVersion: 'TLSv1.2',
-          requestCert: config.clientCert !== 'none',
-          rejectUnauthorized: false,
-        },
-        callback,
-      );
+      created = createHttpsServer({ cert, key, ca, ...TLS_CONTEXT, requestCert: config.clientCert !== 'none', rejectUnauthorized: false }, callback);
     } catch (cause) {
       throw new FerryError('CONFIG_INVALID', `engine.https: the certificate or key cannot be used: ${(cause as Error).message}`, { cause });
     }
+    if (config.cert !== undefined && config.key !== undefined) {
+      reload = reloadCertificates({
+        files: { cert: config.cert, key: config.key, ca: config.ca },
+        apply: (material) => created.setSecureContext({ ...material, ...TLS_CONTEXT }),
+        logger: log,
+      });
+    }
+    return created;
   };
 
   const start = (): Promise<{ host: string; port: number; url: string }> => {
@@ -185,6 +189,7 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       if (started) await started.catch(() => undefined);
+      reload?.stop();
       const current = server;
       if (!current?.listening) return;
       // close() ends idle keep-alive connections at once and waits for busy ones to finish.

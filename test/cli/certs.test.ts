@@ -1,11 +1,11 @@
 import test from 'ava';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runFerry } from '../helpers/engine-process.ts';
 import { tempDir } from '../helpers/temp.ts';
 
-// `ferry certs init | issue` as processes: the files they write, what they print, and refusals.
+// `ferry certs init | renew | issue` as processes: the files they write, what they print, and refusals.
 
 const date = /\d{4}-\d\d-\d\d/.source;
 
@@ -32,6 +32,28 @@ test('init with defaults, refuse a second init, --force with --host; issue a cli
   const server = new X509Certificate(await readFile(join(dir, 'certs', 'server.crt')));
   t.is(server.subjectAltName, 'DNS:central.example.org, IP Address:10.0.0.5, DNS:localhost');
 
+  // Renewal: a new server key and certificate from the same CA, for the same names unless --host says otherwise.
+  const caBefore = await readFile(join(dir, 'certs', 'ca.crt'), 'utf8');
+  const keyBefore = await readFile(join(dir, 'certs', 'server.key'), 'utf8');
+  const renew = await runFerry(['certs', 'renew'], { cwd: dir });
+  t.is(renew.code, 0, renew.stderr);
+  t.is(
+    renew.stdout.replaceAll(new RegExp(date, 'g'), 'DATE'),
+    'created certs/server.crt and certs/server.key: server certificate for central.example.org, 10.0.0.5, localhost, valid until DATE; replaced the one valid until DATE\n' +
+      'signed by the same CA: senders need no change; a running engine loads the new pair within seconds\n',
+  );
+  t.is(await readFile(join(dir, 'certs', 'ca.crt'), 'utf8'), caBefore);
+  t.not(await readFile(join(dir, 'certs', 'server.key'), 'utf8'), keyBefore);
+  t.is((await stat(join(dir, 'certs', 'server.key'))).mode & 0o777, 0o600);
+  const renewed = new X509Certificate(await readFile(join(dir, 'certs', 'server.crt')));
+  t.is(renewed.subjectAltName, server.subjectAltName);
+  t.not(renewed.serialNumber, server.serialNumber);
+  t.true(renewed.checkIssued(new X509Certificate(caBefore)));
+  t.true(renewed.checkPrivateKey(createPrivateKey(await readFile(join(dir, 'certs', 'server.key')))));
+  const moved = await runFerry(['certs', 'renew', '--host', 'engine2.example.org'], { cwd: dir });
+  t.is(moved.code, 0, moved.stderr);
+  t.is(new X509Certificate(await readFile(join(dir, 'certs', 'server.crt'))).subjectAltName, 'DNS:engine2.example.org');
+
   const issue = await runFerry(['certs', 'issue', 'site-a'], { cwd: dir });
   t.is(issue.code, 0, issue.stderr);
   t.is(
@@ -50,7 +72,10 @@ test('--dir, and the mistakes: issue before init, bad host, bad name, stray argu
     [['certs', 'init', '--host', 'not a host'], 2, /^ferry: CLI_USAGE: "not a host" is neither an IP address nor a DNS name\n$/],
     [['certs', 'init', 'extra'], 2, /ferry certs init takes no name/],
     [['certs', 'issue'], 2, /ferry certs issue needs one <name>/],
-    [['certs', 'renew'], 2, /ferry certs needs init or issue \(got "renew"\)/],
+    [['certs', 'rotate'], 2, /ferry certs needs init, renew or issue \(got "rotate"\)/],
+    [['certs', 'renew'], 1, /^ferry: CERT_CA_MISSING: no usable CA in certs /],
+    [['certs', 'renew', 'extra'], 2, /ferry certs renew takes no name/],
+    [['certs', 'renew', '--force'], 2, /ferry certs renew takes no --force/],
   ];
   for (const [args, code, stderr] of cases) {
     const result = await runFerry(args, { cwd: dir });

@@ -1,0 +1,87 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+
+// Hot reload of the HTTPS listener's certificate, key and CA: `ferry certs renew` (or any other
+// tool) replaces the files and the running listener serves the new pair to new connections, with
+// no restart and no dropped connection. Files are polled, not watched: certificates change rarely,
+// often by rename or through symlinks (certbot, Kubernetes secrets), which file watches miss.
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  ca: string | undefined;
+}
+
+export interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer | undefined;
+}
+
+export interface CertificateReload {
+  stop(): void;
+}
+
+const DEFAULT_INTERVAL_MS = 2_000;
+
+/** Changes whenever one of the files is replaced or rewritten. */
+const signatureOf = async (files: TlsFiles): Promise<string> => {
+  const parts = await Promise.all(
+    [files.cert, files.key, files.ca].map(async (file) => {
+      if (file === undefined) return '-';
+      const stats = await stat(file).catch(() => undefined);
+      return stats ? `${stats.ino}:${stats.size}:${stats.mtimeMs}` : 'missing';
+    }),
+  );
+  return parts.join('|');
+};
+
+const read = async (files: TlsFiles): Promise<TlsMaterial> => {
+  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
+  return { cert, key, ca };
+};
+
+/**
+ * Polls `files` every `intervalMs` and hands changed contents to `apply` (which throws when they
+ * cannot be used, e.g. a key that does not match its certificate, as between the two writes of a
+ * renewal). A refused change is logged once and the listener keeps its current pair; the next
+ * change of the files is tried again.
+ */
+export const reloadCertificates = (options: {
+  files: TlsFiles;
+  apply: (material: TlsMaterial) => void;
+  logger: Logger;
+  intervalMs?: number;
+}): CertificateReload => {
+  const { files, apply, logger, intervalMs = DEFAULT_INTERVAL_MS } = options;
+  let current: Promise<string> = signatureOf(files);
+  let stopped = false;
+
+  const check = async (): Promise<void> => {
+    const seen = await current;
+    const next = await signatureOf(files);
+    if (next === seen || stopped) return;
+    current = Promise.resolve(next);
+    try {
+      const material = await read(files);
+      apply(material);
+      const validTo = new X509Certificate(material.cert).validTo;
+      logger.info({ cert: files.cert, validTo }, 'HTTPS certificate reloaded: new connections get the new one');
+    } catch (error) {
+      logger.error({ err: error, cert: files.cert, key: files.key }, `HTTPS certificate files changed but cannot be used; keeping the current ones: ${(error as Error).message}`);
+    }
+  };
+
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running.then(check, check);
+  }, intervalMs).unref();
+
+  return {
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+};
