@@ -5,8 +5,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { mllpClient, type MllpClientOptions } from '../../engine/clients/mllp.ts';
 import { FerryError } from '../../engine/errors.ts';
-import { createMllpDecoder, encodeFrame } from '../../engine/hl7/mllp.ts';
+import { encodeFrame } from '../../engine/hl7/mllp.ts';
 import { mllpSource, type MllpPeer, type MllpSourceOptions } from '../../engine/sources/mllp.ts';
+import { mllpServer } from '../helpers/mllp-server.ts';
 
 const msg = (id: string): string => `MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000||ADT^A01|${id}|P|2.5\rPID|1||${id}\r`;
 const controlId = (payload: Buffer): string => /\|ADT\^A01\|([^|]+)\|/.exec(payload.toString('latin1'))?.[1] ?? '?';
@@ -40,26 +41,6 @@ const client = (t: ExecutionContext, options: Partial<MllpClientOptions> & { por
   return c;
 };
 
-/** A bare TCP server whose per-frame behaviour the test scripts. */
-const rawServer = async (t: ExecutionContext, onFrame: (socket: net.Socket, payload: Buffer) => void) => {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    const decoder = createMllpDecoder({ maxFrameBytes: 1024 * 1024 });
-    socket.on('data', (chunk: Buffer) => {
-      for (const event of decoder.push(chunk)) if (event.type === 'frame') onFrame(socket, event.payload);
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    server.close();
-    for (const socket of sockets) socket.destroy();
-  });
-  return { port: (server.address() as net.AddressInfo).port, connections: () => sockets.size };
-};
-
 test('round trip: replies come back in order over one connection', async (t) => {
   const { source, seen } = await startSource(t);
   const c = client(t, { port: source.port });
@@ -77,7 +58,7 @@ test('round trip: replies come back in order over one connection', async (t) => 
 test('concurrent sends are serialized: one message outstanding at a time', async (t) => {
   let outstanding = 0;
   let maxOutstanding = 0;
-  const server = await rawServer(t, (socket, payload) => {
+  const server = await mllpServer(t, (socket, payload) => {
     outstanding += 1;
     maxOutstanding = Math.max(maxOutstanding, outstanding);
     setTimeout(() => {
@@ -111,7 +92,7 @@ test('an ACK timeout rejects, and the late reply is not taken for the next messa
 });
 
 test('a second, unsolicited reply makes the next message use a fresh connection', async (t) => {
-  const server = await rawServer(t, (socket, payload) => {
+  const server = await mllpServer(t, (socket, payload) => {
     const id = controlId(payload);
     socket.write(encodeFrame(ack(id)));
     if (id === 'TWICE') setTimeout(() => socket.write(encodeFrame(ack('STRAY'))), 20);
@@ -151,7 +132,7 @@ test('server restarted on the same port: the client reconnects', async (t) => {
 });
 
 test('the peer closing while we wait rejects with a transient error', async (t) => {
-  const server = await rawServer(t, (socket) => socket.destroy());
+  const server = await mllpServer(t, (socket) => socket.destroy());
   const c = client(t, { port: server.port });
   const error = await t.throwsAsync(c.send(msg('DROP')), { instanceOf: FerryError });
   t.is(error?.code, 'MLLP_CONNECTION_CLOSED');
@@ -159,14 +140,14 @@ test('the peer closing while we wait rejects with a transient error', async (t) 
 });
 
 test('a garbled reply rejects with the framing error', async (t) => {
-  const server = await rawServer(t, (socket) => socket.write('not mllp\r\n'));
+  const server = await mllpServer(t, (socket) => socket.write('not mllp\r\n'));
   const c = client(t, { port: server.port });
   const error = await t.throwsAsync(c.send(msg('G')), { instanceOf: FerryError });
   t.is(error?.code, 'MLLP_BAD_FRAME');
 });
 
 test('a payload that cannot be framed rejects without connecting', async (t) => {
-  const server = await rawServer(t, () => t.fail('nothing should be sent'));
+  const server = await mllpServer(t, () => t.fail('nothing should be sent'));
   const c = client(t, { port: server.port });
   const error = await t.throwsAsync(c.send('MSH|\x1c|'), { instanceOf: FerryError });
   t.is(error?.code, 'MLLP_BAD_FRAME');
