@@ -1,13 +1,12 @@
-import test, { type ExecutionContext } from 'ava';
-import { once } from 'node:events';
+import test from 'ava';
 import { readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import { buildAck } from '../../engine/hl7/ack.ts';
 import { readHeader } from '../../engine/hl7/header.ts';
-import { createMllpDecoder, encodeFrame } from '../../engine/hl7/mllp.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { acceptingMllpServer } from '../helpers/mllp-server.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // `ferry start` as a process with a file source: files dropped in a folder go out over MLLP to a
 // peer that is down at first; and a large file whose reading is cut short by kill -9 yields every
@@ -15,32 +14,6 @@ import { eventually, freePort, tempDir } from '../helpers/temp.ts';
 
 const message = (id: string): string => `MSH|^~\\&|LAB|REF|EHR|HOSP|20260101120000||ORU^R01^ORU_R01|${id}|P|2.5\nPID|1||MRN-${id}\nOBX|1|NM|GLU||5.4|mmol/L\n`;
 const wire = (id: string): string => message(id).replaceAll('\n', '\r');
-
-/** An MLLP peer on `port` answering AA (built from each message's MSH); records control ids in arrival order. */
-const startPeer = async (t: ExecutionContext, port: number) => {
-  const received: string[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    const decoder = createMllpDecoder({ maxFrameBytes: 1024 * 1024 });
-    socket.on('data', (chunk: Buffer) => {
-      for (const event of decoder.push(chunk)) {
-        if (event.type !== 'frame') continue;
-        const header = readHeader(event.payload.toString('latin1'));
-        received.push(header.controlId);
-        socket.write(encodeFrame(buildAck(header, 'AA', { controlId: `ACK${received.length}`, now: new Date(Date.UTC(2026, 0, 1)) })));
-      }
-    });
-  });
-  server.listen(port, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { received };
-};
 
 interface MessagePage {
   items: Array<{ id: string; controlId: string; status: string; source: string }>;
@@ -64,16 +37,11 @@ const received = async (engine: EngineProcess, channel: string): Promise<number>
 };
 
 test('files → MLLP: a batch and a multi-message file, peer down at first; retried, delivered in order, ACKs logged, files moved', async (t) => {
-  const dir = await tempDir(t);
   const port = await freePort();
-  const configFile = join(dir, 'channels.yaml');
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: lab
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      channels: `  - name: lab
     source: { type: file, dir: ./inbox, pollInterval: 100ms }
     destinations:
       - name: ehr
@@ -83,6 +51,7 @@ channels:
         ackTimeout: 2s
         retry: { attempts: 0, backoff: fixed, delay: 200ms }
 `,
+    }),
   );
   const engine = await startEngineProcess(t, configFile, dir);
   const inbox = join(dir, 'inbox');
@@ -108,7 +77,7 @@ channels:
     return stage && stage.attempts >= 2 && /MLLP_CONNECT_FAILED/.test(stage.error ?? '') ? true : undefined;
   }, 20_000, 'retries while the peer is down');
 
-  const peer = await startPeer(t, port);
+  const peer = await acceptingMllpServer(t, port);
   await eventually(() => (peer.received.length >= 5 ? true : undefined), 30_000, 'five messages at the peer');
   t.deepEqual(peer.received, ['F1', 'F2', 'B1', 'B2', 'B3']);
   const detail = await eventually(async () => {
@@ -124,19 +93,15 @@ channels:
 });
 
 test('kill -9 while a large file is being read: after the restart every message is in the log and delivered exactly once', async (t) => {
-  const dir = await tempDir(t);
-  const configFile = join(dir, 'channels.yaml');
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: lab
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      channels: `  - name: lab
     source: { type: file, dir: ./inbox, pollInterval: 100ms }
     destinations:
       - { name: archive, type: file, dir: ./out, filename: "{controlId}.hl7" }
 `,
+    }),
   );
   const TOTAL = 3000;
   const ids = Array.from({ length: TOTAL }, (_, i) => `K${String(i + 1).padStart(5, '0')}`);

@@ -1,8 +1,7 @@
 import type { ExecutionContext } from 'ava';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import type { LoginLimiter } from '../../engine/auth/login-limiter.ts';
 import { hashPassword } from '../../engine/auth/passwords.ts';
@@ -18,6 +17,7 @@ import type { EventStreamOptions } from '../../engine/http/event-stream.ts';
 import { createRedis } from '../../engine/redis/connection.ts';
 import { openAdminStore, type AdminStore } from '../../engine/store/admin-store.ts';
 import { openMessageStore, type MessageStore } from '../../engine/store/message-store.ts';
+import { tempProject } from './project.ts';
 import { startTestRedis, type TestRedis } from './redis.ts';
 import { tempDir } from './temp.ts';
 
@@ -197,15 +197,10 @@ export interface TestEngine {
   api(method: string, path: string): Promise<{ status: number; body: any }>;
 }
 
-/** A whole engine in this process (embedded Redis in a temp folder) on the config text `yaml`. */
+/** A whole engine in this process (embedded Redis in a temp folder) on the config text `yaml`, with `files` beside it (see tempProject). */
 export const startTestEngine = async (t: ExecutionContext, yaml: string, files: Record<string, string> = {}): Promise<TestEngine> => {
-  const dir = await tempDir(t);
-  for (const [name, text] of Object.entries(files)) {
-    await mkdir(dirname(join(dir, name)), { recursive: true });
-    await writeFile(join(dir, name), text);
-  }
-  await writeFile(join(dir, 'channels.yaml'), yaml);
-  const engine = await startEngine(await loadConfig(join(dir, 'channels.yaml')), pino({ level: 'silent' }));
+  const { dir, configFile } = await tempProject(t, yaml, files);
+  const engine = await startEngine(await loadConfig(configFile), pino({ level: 'silent' }));
   t.teardown(() => engine.stop());
   const base = `http://127.0.0.1:${engine.admin.port}`;
   return {

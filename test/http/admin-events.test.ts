@@ -4,12 +4,12 @@ import Koa from 'koa';
 import { createServer } from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { mllpClient } from '../../engine/clients/mllp.ts';
 import { createEventBus } from '../../engine/events.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { createEventStream, type EventStreamDeps, type EventStreamOptions } from '../../engine/http/event-stream.ts';
 import type { MessageSummary } from '../../engine/message.ts';
 import { startTestEngine } from '../helpers/admin.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml } from '../helpers/project.ts';
 import { eventually, freePort } from '../helpers/temp.ts';
 
 // GET /api/events: on a whole engine (a stop and a message show up), and the stream on its own
@@ -58,16 +58,15 @@ test('the engine streams a channel event after a stop and message events after a
   const port = await freePort();
   const engine = await startTestEngine(
     t,
-    `
-engine: { data: ./data, admin: { host: 127.0.0.1, port: 0 } }
-channels:
-  - name: adt
+    channelsYaml({
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations: [{ name: archive, type: file, dir: ./out }]
   - name: lab
     source: { type: channel }
     destinations: [{ name: archive, type: file, dir: ./out-lab }]
 `,
+    }),
   );
   const stream = await follow(t, `${engine.base}/api/events`);
   // On connect: every channel's current state.
@@ -84,10 +83,8 @@ channels:
   const stopped = await eventually(() => stream.events.find((e) => e.event === 'channel' && e.data.name === 'lab' && e.data.state === 'stopped'));
   t.like(stopped.data, { name: 'lab', source: 'channel', counts: { received: 0 } });
 
-  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
   const message = 'MSH|^~\\&|REG|HOSP|FERRY|LAB|20260101120000||ADT^A01^ADT_A01|EV1|P|2.5\rPID|1||MRN9^^^HOSP^MR||DOE^JANE\r';
-  t.is(readAck((await client.send(Buffer.from(message))).toString('latin1')).code, 'AA');
+  t.is((await sendForAck(openMllpClient(t, port), message)).code, 'AA');
   const sent = await eventually(() => stream.events.find((e) => e.event === 'message' && e.data.controlId === 'EV1' && e.data.status === 'sent'));
   t.like(sent.data, { channel: 'adt', messageType: 'ADT^A01^ADT_A01', sender: 'REG@HOSP', parentId: null });
   t.deepEqual(Object.keys(sent.data).sort(), ['channel', 'controlId', 'error', 'id', 'messageType', 'parentId', 'receivedAt', 'sender', 'source', 'status', 'updatedAt']);

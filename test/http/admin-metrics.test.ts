@@ -1,7 +1,7 @@
 import test from 'ava';
-import { mllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { startTestEngine } from '../helpers/admin.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml } from '../helpers/project.ts';
 import { eventually, freePort } from '../helpers/temp.ts';
 
 // GET /metrics: the ferry_* series read from the message log, the queues and the channels.
@@ -28,10 +28,8 @@ test('/metrics: messages by channel and status, queue depths, channel up, proces
   const port = await freePort();
   const engine = await startTestEngine(
     t,
-    `
-engine: { data: ./data, admin: { host: 127.0.0.1, port: 0 } }
-channels:
-  - name: adt
+    channelsYaml({
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - { name: archive, type: file, dir: ./out }
@@ -40,17 +38,17 @@ channels:
     source: { type: channel }
     destinations: [{ name: files, type: file, dir: ./out-lab }]
 `,
+    }),
     { 'channels/adt.ts': SCRIPT },
   );
   await engine.api('POST', '/api/channels/lab/stop');
-  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
+  const client = openMllpClient(t, port);
   const send = async (type: string, id: string) =>
-    readAck((await client.send(Buffer.from(`MSH|^~\\&|REG|HOSP|FERRY|LAB|20260101120000||${type}|${id}|P|2.5\rPID|1||MRN1\r`))).toString('latin1')).code;
+    (await sendForAck(client, `MSH|^~\\&|REG|HOSP|FERRY|LAB|20260101120000||${type}|${id}|P|2.5\rPID|1||MRN1\r`)).code;
   t.is(await send('ADT^A01', 'M1'), 'AA');
   t.is(await send('ADT^A08', 'M2'), 'AA');
   t.is(await send('ORU^R01', 'M3'), 'AA');
-  t.is(await client.send(Buffer.from('not hl7')).then((ack) => readAck(ack.toString('latin1')).code), 'AR');
+  t.is((await sendForAck(client, 'not hl7')).code, 'AR');
 
   const scrape = async () => {
     const response = await fetch(`${engine.base}/metrics`);
