@@ -2,10 +2,11 @@ import test from 'ava';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { mllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { startTestEngine, type TestEngine } from '../helpers/admin.ts';
 import { adtMessage } from '../helpers/hl7.ts';
+import { connectOutcome } from '../helpers/listener.ts';
+import { sendOnce } from '../helpers/mllp.ts';
+import { channelsYaml } from '../helpers/project.ts';
 import { eventually, freePort } from '../helpers/temp.ts';
 
 // Start, stop and resend on a whole engine: listeners really close, queued work really waits and
@@ -13,12 +14,9 @@ import { eventually, freePort } from '../helpers/temp.ts';
 
 const hl7 = (controlId: string, mrn: string): string => adtMessage({ controlId, mrn, brief: true });
 
-const config = (port: number): string => `
-engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+const config = (port: number): string =>
+  channelsYaml({
+    channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - { name: archive, type: file, dir: ./out/adt, filename: "{controlId}-{id}.hl7" }
@@ -27,7 +25,8 @@ channels:
     source: { type: channel }
     destinations:
       - { name: files, type: file, dir: ./out/lab }
-`;
+`,
+  });
 
 const setup = async (t: Parameters<typeof startTestEngine>[0]): Promise<TestEngine & { port: number; send(controlId: string, mrn: string): Promise<string> }> => {
   const port = await freePort();
@@ -35,26 +34,9 @@ const setup = async (t: Parameters<typeof startTestEngine>[0]): Promise<TestEngi
   return {
     ...engine,
     port,
-    async send(controlId, mrn) {
-      const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-      try {
-        return readAck((await client.send(Buffer.from(hl7(controlId, mrn)))).toString('latin1')).code;
-      } finally {
-        await client.close();
-      }
-    },
+    send: async (controlId, mrn) => (await sendOnce(port, hl7(controlId, mrn))).code,
   };
 };
-
-const connectError = (port: number): Promise<string> =>
-  new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-  });
 
 /** Delivered files; dot-files are the file destination's temp files, not yet renamed into place. */
 const files = async (dir: string): Promise<string[]> => (await readdir(dir).catch(() => [])).filter((name) => !name.startsWith('.'));
@@ -71,7 +53,7 @@ test('stop closes the MLLP listener (connect refused) and start opens it again',
   t.log(`stop took ${Date.now() - stopped} ms`);
   t.is(stop.status, 200);
   t.like(stop.body, { name: 'adt', state: 'stopped', source: `mllp 127.0.0.1:${engine.port}` });
-  t.is(await connectError(engine.port), 'ECONNREFUSED');
+  t.is(await connectOutcome(engine.port), 'ECONNREFUSED');
   t.is((await engine.api('GET', '/api/channels/adt')).body.state, 'stopped');
   t.is((await engine.api('POST', '/api/channels/adt/stop')).body.state, 'stopped', 'stopping twice is harmless');
 
@@ -151,15 +133,13 @@ test('resend of a file-source message decodes it with the source\'s encoding, as
   // 8859/15 without MSH-18: only the configured encoding says that byte 0xA4 is € (in 8859/1 it is ¤).
   const engine = await startTestEngine(
     t,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: lab
+    channelsYaml({
+      channels: `  - name: lab
     source: { type: file, dir: ./inbox, pollInterval: 100ms, encoding: 8859/15 }
     destinations:
       - { name: archive, type: file, dir: ./out, filename: "{id}.hl7" }
 `,
+    }),
   );
   const text = 'MSH|^~\\&|LAB|REF|EHR|HOSP|20260101120000||DFT^P03^DFT_P03|E1|P|2.5\rPID|1||MRN-E1||Müller^Zoë\rFT1|1|||20260101||CG|FEE|Fee € 12\r';
   await mkdir(join(engine.dir, 'inbox'), { recursive: true });

@@ -1,15 +1,13 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { mllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { openBrowser, screenshot, unnamedControls, type BrowserSession } from '../helpers/browser.ts';
-import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { connectOutcome } from '../helpers/listener.ts';
+import { sendOnConnection, sendOnce } from '../helpers/mllp.ts';
 import { freePort } from '../helpers/temp.ts';
 
 // The web admin as a night-shift operator uses it, in Debian's Chromium: log in, watch the example
@@ -18,7 +16,6 @@ import { freePort } from '../helpers/temp.ts';
 // One engine (the bundled example config, with users) and one browser per role, for the whole file.
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'engine/bin/ferry.js');
 const UPDATE_DOCS = process.env.FERRY_UPDATE_DOCS === '1';
 
 const OPERATOR = { name: 'olivia', password: 'night shift 4 ever', role: 'operator' };
@@ -34,16 +31,10 @@ const adt = (controlId: string, mrn: string): string =>
   ].join('\r') + '\r';
 
 /** `ferry user add`, password on standard input as the docs show. */
-const addUser = (dir: string, user: typeof OPERATOR): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'user', 'add', user.name, '--role', user.role], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`ferry user add exited ${code}: ${output}`))));
-    child.stdin.end(`${user.password}\n`);
-  });
+const addUser = async (dir: string, user: typeof OPERATOR): Promise<void> => {
+  const run = await runFerry(['user', 'add', user.name, '--role', user.role], { cwd: dir, input: `${user.password}\n` });
+  if (run.code !== 0) throw new Error(`ferry user add exited ${run.code}: ${run.stdout}${run.stderr}`);
+};
 
 /** The repository's own example (channels.yaml + channels/), on free ports in a temp folder. */
 const exampleProject = async (dir: string, mllpPort: number): Promise<string> => {
@@ -94,17 +85,6 @@ const logIn = async (page: Page, user: typeof OPERATOR): Promise<void> => {
 };
 
 const row = (page: Page, channel: string) => page.locator(`tr[data-channel="${channel}"]`);
-
-/** Resolves with the error code of a TCP connect to the port, or 'connected'. */
-const connectOutcome = (port: number): Promise<string> =>
-  new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-  });
 
 test.serial('login: a wrong password is refused, then the dashboard shows the example channels', async (t) => {
   const { page } = operator;
@@ -164,15 +144,8 @@ test.serial('stop a channel: its MLLP port refuses connections; start it and a m
   t.is(await connectOutcome(mllpPort), 'connected');
 
   // Our admission, and the bundled lab result sample, which the example script filters.
-  const client = mllpClient({ host: '127.0.0.1', port: mllpPort, ackTimeoutMs: 10_000 });
-  try {
-    const oru = await readFile(join(ROOT, 'scripts/samples/oru-r01.hl7'));
-    for (const message of [Buffer.from(adt('UI00001', MRN)), oru]) {
-      t.is(readAck((await client.send(message)).toString('latin1')).code, 'AA');
-    }
-  } finally {
-    await client.close();
-  }
+  const oru = await readFile(join(ROOT, 'scripts/samples/oru-r01.hl7'));
+  for (const ack of await sendOnConnection(mllpPort, adt('UI00001', MRN), oru)) t.is(ack.code, 'AA');
   // The counters and the chart follow the event stream, without a reload.
   const adtRow = row(page, 'adt-archive');
   await adtRow.locator('td.count-received', { hasText: '2' }).waitFor();
@@ -272,12 +245,7 @@ test.serial('channel page: config and script; a failing message and a compile er
   await writeFile(file, original.replace(head, `${head}\n  if (msg.get('PID-3.1') === 'BOOM') throw new Error('no BOOM patients here');`));
   await script.locator('dd code').filter({ hasNotText: version }).nth(1).waitFor({ timeout: 20_000 });
 
-  const client = mllpClient({ host: '127.0.0.1', port: mllpPort, ackTimeoutMs: 10_000 });
-  try {
-    t.is(readAck((await client.send(Buffer.from(adt('UI00002', 'BOOM')))).toString('latin1')).code, 'AA');
-  } finally {
-    await client.close();
-  }
+  t.is((await sendOnce(mllpPort, adt('UI00002', 'BOOM'))).code, 'AA');
   const failed = errors.locator('tbody tr');
   await failed.waitFor({ timeout: 20_000 });
   t.regex((await failed.textContent()) ?? '', /ADT\^A01\^ADT_A01UI00002.*no BOOM patients here/);
