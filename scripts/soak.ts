@@ -17,15 +17,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { startEngineProcess, type EngineProcess } from '../test/helpers/engine-process.ts';
-import {
-  DELIVERY_FILENAME,
-  allDelivered,
-  checkDeliveries,
-  formatReport,
-  redisPid,
-  startLoad,
-  watchDeliveries,
-} from '../test/helpers/load.ts';
+import { allDelivered, checkDeliveries, formatReport, loadProjectYaml, redisPid, startLoad, watchDeliveries } from '../test/helpers/load.ts';
 import { freePort } from '../test/helpers/temp.ts';
 
 const { values } = parseArgs({
@@ -60,24 +52,8 @@ const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-soak-'));
 const port = await freePort();
 await mkdir(path.join(dir, 'channels'));
 await writeFile(path.join(dir, 'channels', 'adt.ts'), SCRIPT);
-await writeFile(
-  path.join(dir, 'channels.yaml'),
-  `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-  commitTimeout: 2s
-channels:
-  - name: adt
-    source: { type: mllp, host: 127.0.0.1, port: ${port} }
-    destinations:
-      - { name: archive, type: file, dir: ./out/archive, filename: "${DELIVERY_FILENAME}" }
-      - { name: to-mirror, type: channel, channel: mirror }
-  - name: mirror
-    source: { type: channel }
-    destinations:
-      - { name: copy, type: file, dir: ./out/mirror, filename: "${DELIVERY_FILENAME}" }
-`,
-);
+// The crash tests' project, with a commit timeout that the SIGSTOP faults outlast (senders get AE).
+await writeFile(path.join(dir, 'channels.yaml'), loadProjectYaml(port, { engine: 'commitTimeout: 2s' }));
 const configFile = path.join(dir, 'channels.yaml');
 const dataDir = path.join(dir, 'data');
 const archive = await watchDeliveries(path.join(dir, 'out', 'archive'));

@@ -1,13 +1,14 @@
 import test, { type ExecutionContext } from 'ava';
-import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { blockedFolder } from '../helpers/blocked-folder.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import {
   DELIVERY_FILENAME,
   allDelivered,
   checkDeliveries,
   formatReport,
+  loadProjectYaml,
   redisPid,
   startLoad,
   watchDeliveries,
@@ -15,7 +16,8 @@ import {
   type DeliveryWatch,
   type Load,
 } from '../helpers/load.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // Crash safety under load (issue 5, point 1). Several MLLP senders keep sending, each message resent
 // until it gets AA, while the engine is killed with SIGKILL, its embedded Redis is killed with
@@ -32,38 +34,18 @@ interface Project {
   configFile: string;
 }
 
-/** Channel adt (MLLP, fifo file destination, hand-off) → channel mirror (fifo file destination). */
-const project = async (t: ExecutionContext, extra: { engine?: string; held?: boolean } = {}): Promise<Project> => {
-  const dir = await tempDir(t);
-  const port = await freePort();
-  const configFile = join(dir, 'channels.yaml');
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-${extra.engine ?? ''}
-channels:
-  - name: adt
-    source: { type: mllp, host: 127.0.0.1, port: ${port} }
-    destinations:
-      - { name: archive, type: file, dir: ./out/archive, filename: "${DELIVERY_FILENAME}" }
-      - { name: to-mirror, type: channel, channel: mirror }
-${
-  extra.held
-    ? `      - name: held
+/** A third destination of channel adt, retried every 200 ms while its folder is blocked. */
+const HELD = `      - name: held
         type: file
         dir: ./out/held
         filename: "${DELIVERY_FILENAME}"
         retry: { attempts: 0, backoff: fixed, delay: 200ms }
-`
-    : ''
-}  - name: mirror
-    source: { type: channel }
-    destinations:
-      - { name: copy, type: file, dir: ./out/mirror, filename: "${DELIVERY_FILENAME}" }
-`,
-  );
+`;
+
+/** Channel adt (MLLP, fifo file destination, hand-off, `held` adds HELD) → channel mirror (fifo file destination). */
+const project = async (t: ExecutionContext, extra: { engine?: string; held?: boolean } = {}): Promise<Project> => {
+  const port = await freePort();
+  const { dir, configFile } = await tempProject(t, loadProjectYaml(port, { engine: extra.engine, adtDestinations: extra.held ? HELD : '' }));
   return { dir, port, configFile };
 };
 
@@ -130,9 +112,7 @@ test.serial('the embedded Redis killed -9 twice under load: restarted, senders n
   // held is blocked until the end, so its whole backlog sits in Redis through the kills: its folder
   // is a symlink to a file. Unblocking swaps the link (atomically) for one to a folder watched all along.
   const { dir, port, configFile } = await project(t, { held: true });
-  await mkdir(join(dir, 'out'), { recursive: true });
-  await writeFile(join(dir, 'out', 'blocker'), 'a file where the folder should be');
-  await symlink('blocker', join(dir, 'out', 'held'));
+  const heldFolder = await blockedFolder(join(dir, 'out'), 'held', 'held-real');
   const [archiveWatch, mirrorWatch, heldWatch] = await watchAll(t, dir, ['archive', 'mirror', 'held-real']);
   const engine = await startEngineProcess(t, configFile, dir);
   const load = startLoad({ port, connections: SENDERS, ackTimeoutMs: 20_000 });
@@ -170,8 +150,7 @@ test.serial('the embedded Redis killed -9 twice under load: restarted, senders n
   );
 
   // Unblock held: the backlog that lived in Redis through both kills is delivered, in order.
-  await symlink('held-real', join(dir, 'out', 'held.next'));
-  await rename(join(dir, 'out', 'held.next'), join(dir, 'out', 'held'));
+  await heldFolder.unblock();
   const [archive, mirror, held] = await settle(load, [archiveWatch!, mirrorWatch!, heldWatch!]);
   assertClean(t, 'archive', archive!);
   assertClean(t, 'mirror (hand-off)', mirror!);
@@ -188,7 +167,7 @@ test.serial('the embedded Redis killed -9 twice under load: restarted, senders n
 });
 
 test.serial('Redis not answering (SIGSTOP): AE within engine.commitTimeout, never AA; the engine resumes by itself', async (t) => {
-  const { dir, port, configFile } = await project(t, { engine: '  commitTimeout: 1s' });
+  const { dir, port, configFile } = await project(t, { engine: 'commitTimeout: 1s' });
   const watches = await watchAll(t, dir, ['archive', 'mirror']);
   const engine = await startEngineProcess(t, configFile, dir);
   const load = startLoad({ port, connections: 2, ackTimeoutMs: 5_000, retryDelayMs: 200 });

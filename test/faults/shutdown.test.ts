@@ -1,10 +1,12 @@
 import test from 'ava';
-import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { blockedFolder } from '../helpers/blocked-folder.ts';
 import { startEngineProcess } from '../helpers/engine-process.ts';
+import { connectOutcome } from '../helpers/listener.ts';
 import { DELIVERY_FILENAME, loadMessage, allDelivered, checkDeliveries, formatReport, startLoad, watchDeliveries } from '../helpers/load.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // Graceful shutdown (issue 5, point 6). SIGTERM while several senders are busy: the engine stops
 // taking messages, finishes what it holds, exits 0 within engine.shutdownTimeout, and every message
@@ -24,21 +26,12 @@ const SHUTDOWN_TIMEOUT_MS = 10_000;
 const SENDERS = 4;
 
 test('SIGTERM during a burst: exit 0, port closed, every acknowledged message delivered after restart, in order', async (t) => {
-  const dir = await tempDir(t);
   const port = await freePort();
-  await mkdir(join(dir, 'channels'));
-  await writeFile(join(dir, 'channels', 'adt.ts'), SCRIPT);
-  await mkdir(join(dir, 'out', 'held-real'), { recursive: true });
-  await writeFile(join(dir, 'out', 'blocker'), 'a file where the folder should be');
-  await symlink('blocker', join(dir, 'out', 'held'));
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-  shutdownTimeout: ${SHUTDOWN_TIMEOUT_MS}ms
-channels:
-  - name: adt
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      engine: `shutdownTimeout: ${SHUTDOWN_TIMEOUT_MS}ms`,
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - { name: archive, type: file, dir: ./out/archive, filename: "${DELIVERY_FILENAME}" }
@@ -48,8 +41,10 @@ channels:
         filename: "${DELIVERY_FILENAME}"
         retry: { attempts: 0, backoff: fixed, delay: 200ms }
 `,
+    }),
+    { 'channels/adt.ts': SCRIPT },
   );
-  const configFile = join(dir, 'channels.yaml');
+  const heldFolder = await blockedFolder(join(dir, 'out'), 'held', 'held-real');
   const archiveWatch = await watchDeliveries(join(dir, 'out', 'archive'));
   const heldWatch = await watchDeliveries(join(dir, 'out', 'held-real'));
   t.teardown(() => [archiveWatch, heldWatch].forEach((w) => w.close()));
@@ -64,15 +59,7 @@ channels:
   const shutdownMs = Date.now() - signalledAt;
   t.is(code, 0, first.output().slice(-3000));
   t.true(shutdownMs < SHUTDOWN_TIMEOUT_MS, `shutdown took ${shutdownMs} ms`);
-  const portAfter = await new Promise<string>((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-  });
-  t.is(portAfter, 'ECONNREFUSED');
+  t.is(await connectOutcome(port), 'ECONNREFUSED');
   await load.stop();
   t.regex(first.output(), /"msg":"ferry stopped"/);
   // A clean stop logs no errors (e.g. "error while stopping", a worker failing on a closed connection).
@@ -86,8 +73,7 @@ channels:
   const archivedBeforeRestart = archiveWatch.names().length;
 
   // Unblock the held destination and start again: the backlog left in Redis is delivered.
-  await symlink('held-real', join(dir, 'out', 'held.next'));
-  await rename(join(dir, 'out', 'held.next'), join(dir, 'out', 'held'));
+  await heldFolder.unblock();
   const second = await startEngineProcess(t, configFile, dir);
   await eventually(
     () => (allDelivered(load, archiveWatch.names()) && allDelivered(load, heldWatch.names()) ? true : undefined),

@@ -1,4 +1,5 @@
-// Load for the fault tests and `npm run soak`: MLLP senders that behave like HL7 interfaces (one
+// Load for the fault tests and `npm run soak`: the project they run (an MLLP channel handing off to a
+// second one), MLLP senders that behave like HL7 interfaces (one
 // message at a time per connection, each resent until it gets AA), a watcher that records every file
 // a destination delivers in the order it appears, and the check that ties both together — what was
 // acknowledged, delivered, lost, delivered twice, and whether each connection's messages arrived in
@@ -12,12 +13,41 @@ import { mllpClient } from '../../engine/clients/mllp.ts';
 import { isFerryError } from '../../engine/errors.ts';
 import { readAck } from '../../engine/hl7/ack.ts';
 import { adtMessage } from './hl7.ts';
+import { channelsYaml } from './project.ts';
 
 /** An ADT^A01 whose MSH-10 is `controlId`; `sender` is MSH-3 (a load's messages share one). */
 export const loadMessage = (controlId: string, sender = 'REGSYS'): string => adtMessage({ controlId, sender, visit: true });
 
 /** File destinations in these tests name files so that both ids can be read back. */
 export const DELIVERY_FILENAME = '{controlId}@{id}.hl7';
+
+export interface LoadProjectOptions {
+  /** More engine settings (see channelsYaml). */
+  engine?: string;
+  /** More destinations for channel adt, as YAML list items indented by six spaces. */
+  adtDestinations?: string;
+}
+
+/**
+ * channels.yaml for load with faults (the crash tests, `npm run soak`): channel adt takes MLLP on
+ * `port`, delivers to a fifo file destination in out/archive and hands each message to channel
+ * mirror, which delivers to out/mirror; both name files DELIVERY_FILENAME, so each delivery can be
+ * checked, the hand-off included.
+ */
+export const loadProjectYaml = (port: number, options: LoadProjectOptions = {}): string =>
+  channelsYaml({
+    engine: options.engine,
+    channels: `  - name: adt
+    source: { type: mllp, host: 127.0.0.1, port: ${port} }
+    destinations:
+      - { name: archive, type: file, dir: ./out/archive, filename: "${DELIVERY_FILENAME}" }
+      - { name: to-mirror, type: channel, channel: mirror }
+${options.adtDestinations ?? ''}  - name: mirror
+    source: { type: channel }
+    destinations:
+      - { name: copy, type: file, dir: ./out/mirror, filename: "${DELIVERY_FILENAME}" }
+`,
+  });
 
 export interface Attempt {
   controlId: string;
