@@ -99,7 +99,7 @@ const WORKER_ERROR_LOG_INTERVAL_MS = 30_000;
 const sourceSummary = (config: ChannelConfig): string => {
   switch (config.source.type) {
     case 'mllp':
-      return `mllp ${config.source.host}:${config.source.port}`;
+      return `${config.source.tls ? 'mllp+tls' : 'mllp'} ${config.source.host}:${config.source.port}`;
     case 'https':
       return `https ${config.source.path}`;
     case 'pusher':

@@ -19,8 +19,8 @@ import { checkScripts } from './sandbox/check.ts';
 const USAGE = `usage:
   ferry start [-c channels.yaml]          run the engine
   ferry check [-c channels.yaml]          validate the config and type-check the scripts
-  ferry send <host:port> <file…> [--timeout 10s] [--raw]
-                                          send HL7 files over MLLP and print each ACK
+  ferry send <host:port> <file…> [--timeout 10s] [--raw] [--tls] [--ca file] [--cert file --key file]
+                                          send HL7 files over MLLP (over TLS with --tls or a TLS file) and print each ACK
   ferry token add <name> --channel <ch>[,<ch>…] [-c channels.yaml]
                                           new bearer token for https channels ('*' = all); printed once
   ferry token add-hmac <key-id> --channel <ch>[,<ch>…] [-c channels.yaml]
@@ -62,7 +62,7 @@ const start = async (args: string[]): Promise<number> => {
           ? `reading files ${source.dir}/${source.pattern}`
           : port === undefined
             ? 'fed by other channels'
-            : `listening on MLLP port ${port}`;
+            : `listening on MLLP${source.type === 'mllp' && source.tls ? ' over TLS' : ''} port ${port}`;
     console.error(`ferry: channel ${channel.name} ${where}`);
   }
   if (config.engine.websocket && engine.https) {
@@ -113,13 +113,25 @@ const send = async (args: string[]): Promise<number> => {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { timeout: { type: 'string', default: '10s' }, raw: { type: 'boolean', default: false } },
+    options: {
+      timeout: { type: 'string', default: '10s' },
+      raw: { type: 'boolean', default: false },
+      tls: { type: 'boolean', default: false },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+    },
   });
   const [target, ...files] = positionals;
   const match = target ? /^(.+):(\d+)$/.exec(target) : null;
   if (!match) throw usage('ferry send needs <host:port>');
   if (files.length === 0) throw usage('ferry send needs at least one file');
-  const client = mllpClient({ host: match[1], port: Number(match[2]), ackTimeoutMs: seconds(values.timeout!) });
+  if ((values.cert === undefined) !== (values.key === undefined)) throw usage('ferry send needs --cert and --key together');
+  // Any TLS file implies TLS; --tls alone verifies the receiver against the system CAs.
+  const secure = values.tls || values.ca !== undefined || values.cert !== undefined;
+  const pem = async (file: string | undefined): Promise<Buffer | undefined> => (file === undefined ? undefined : readFile(file));
+  const tls = secure ? { ca: await pem(values.ca), cert: await pem(values.cert), key: await pem(values.key) } : undefined;
+  const client = mllpClient({ host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]), ackTimeoutMs: seconds(values.timeout!), ...(tls && { tls }) });
   let failures = 0;
   try {
     for (const file of files) {

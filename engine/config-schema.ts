@@ -20,7 +20,7 @@ export const configDefaults = {
     tokens: './tokens.yaml',
   },
   channel: { scriptLimits: { memory: '64MB', timeout: '1s' }, concurrency: 1, maxQueued: 100_000 },
-  mllp: { host: '127.0.0.1', maxFrameSize: '1MB', idleTimeout: '5m', maxConnections: 100 },
+  mllp: { host: '127.0.0.1', maxFrameSize: '1MB', idleTimeout: '5m', maxConnections: 100, clientCert: 'none' },
   destination: {
     order: 'fifo',
     retry: { attempts: 5, backoff: 'exponential', delay: '1s', maxDelay: '5m' },
@@ -379,6 +379,27 @@ const mllpSourceSchema = Type.Object(
         description: 'Simultaneous client connections; more are refused.',
         default: configDefaults.mllp.maxConnections,
       }),
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          cert: Path({ title: 'Certificate', description: 'Server certificate (PEM), relative to this file; `ferry certs init` makes one.' }),
+          key: Path({ title: 'Key', description: 'Private key of the server certificate (PEM), relative to this file.' }),
+          ca: Type.Optional(Path({ title: 'Client CA', description: 'CA certificate (PEM) that client certificates must chain to; needed for clientCert: require.' })),
+          clientCert: Type.Optional(
+            StringEnum(['none', 'require'], {
+              title: 'Client certificates',
+              description: 'none: do not ask; require: refuse, during the TLS handshake, every sender without a certificate signed by `ca`.',
+              default: configDefaults.mllp.clientCert,
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          title: 'TLS',
+          description: 'MLLP over TLS: senders connect with TLS 1.2 or later. Changed certificate files are loaded without a restart.',
+        },
+      ),
     ),
   },
   { additionalProperties: false, title: 'MLLP source', description: 'An MLLP (HL7 v2 over TCP) listener.' },

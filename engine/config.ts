@@ -39,6 +39,15 @@ export interface MllpSourceConfig {
   maxFrameBytes: number;
   idleTimeoutMs: number;
   maxConnections: number;
+  /** MLLP over TLS; absolute paths of PEM files. */
+  tls?: MllpListenerTls;
+}
+
+export interface MllpListenerTls {
+  cert: string;
+  key: string;
+  ca: string | undefined;
+  clientCert: 'none' | 'require';
 }
 
 export interface ChannelSourceConfig {
@@ -590,6 +599,7 @@ function checkConsistency(source: Source, data: unknown, dir: string): void {
   checkPostgres(source, channels);
   checkFileSources(source, channels, dir);
   checkMllpDestinations(source, channels, dir);
+  checkMllpSources(source, channels, dir);
 }
 
 /** The HTTPS listener, https sources and https destinations: what must go together. */
@@ -785,6 +795,25 @@ function checkMllpDestinations(source: Source, channels: Array<[number, Entry]>,
   }
 }
 
+/** MLLP listeners over TLS: the PEM files must exist, and requiring client certificates needs a CA. */
+function checkMllpSources(source: Source, channels: Array<[number, Entry]>, dir: string): void {
+  for (const [i, channel] of channels) {
+    const src = channel['source'];
+    if (!isEntry(src) || src['type'] !== 'mllp' || !isEntry(src['tls'])) continue;
+    const tls = src['tls'];
+    const at = ['channels', i, 'source', 'tls'];
+    for (const key of ['cert', 'key', 'ca']) {
+      const file = tls[key];
+      if (typeof file === 'string' && file !== '' && !isFile(path.resolve(dir, file))) {
+        report(source, 'CONFIG_INVALID', [...at, key], `file not found: ${path.resolve(dir, file)}`);
+      }
+    }
+    if (tls['clientCert'] === 'require' && tls['ca'] === undefined) {
+      report(source, 'CONFIG_INVALID', [...at, 'clientCert'], 'require needs ca: the CA that client certificates must chain to');
+    }
+  }
+}
+
 /** Headers the https destination sets itself (or the HTTP layer does). */
 const reservedHeaders = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'x-ferry-message-id']);
 
@@ -940,6 +969,14 @@ function normalizeSource(source: RawConfig['channels'][number]['source'], dir: s
     maxFrameBytes: sizeBytes(source.maxFrameSize ?? defaults.mllp.maxFrameSize),
     idleTimeoutMs: durationMs(source.idleTimeout ?? defaults.mllp.idleTimeout),
     maxConnections: source.maxConnections ?? defaults.mllp.maxConnections,
+    ...(source.tls && {
+      tls: {
+        cert: path.resolve(dir, source.tls.cert),
+        key: path.resolve(dir, source.tls.key),
+        ca: resolveOptional(dir, source.tls.ca),
+        clientCert: source.tls.clientCert ?? defaults.mllp.clientCert,
+      },
+    }),
   };
 }
 

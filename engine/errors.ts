@@ -143,6 +143,15 @@ export const isPermanent = (error: unknown): boolean => isFerryError(error) && e
 /** One line for logs and the message log: `CODE: message` (the code only when there is one). */
 export const describeError = (error: unknown): string => {
   if (isFerryError(error)) return `${error.code}: ${error.message}`;
-  if (error instanceof Error) return error.message;
+  if (error instanceof Error) return errorText(error);
   return String(error);
+};
+
+/**
+ * An error's message; for an OpenSSL error, its reason ("TLS: peer did not return a certificate")
+ * instead of the library's one-line dump of addresses and source file names.
+ */
+export const errorText = (error: Error): string => {
+  const { reason, library } = error as Error & { reason?: unknown; library?: unknown };
+  return typeof reason === 'string' && reason !== '' && typeof library === 'string' ? `TLS: ${reason}` : error.message;
 };

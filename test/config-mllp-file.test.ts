@@ -2,11 +2,11 @@ import test from 'ava';
 import { join } from 'node:path';
 import { configProblems, configProject, parseConfigIn } from './helpers/config.ts';
 
-// The config keys of the MLLP destination and the file source: defaults, what they normalize to,
+// The config keys of the MLLP destination, the MLLP source's TLS and the file source: defaults, what they normalize to,
 // and the consistency checks, each reported with its line and key path.
 
 /** Files the configs below may name. */
-const CERTS = ['certs/ca.crt', 'certs/client.crt', 'certs/client.key'];
+const CERTS = ['certs/ca.crt', 'certs/client.crt', 'certs/client.key', 'certs/server.crt', 'certs/server.key'];
 
 const sending = (destination: string): string =>
   `channels:\n  - name: adt\n    source: { type: channel }\n    destinations:\n      - ${destination}\n`;
@@ -83,6 +83,18 @@ test('file source: every key; processedDir and errorDir resolve against the conf
   t.like(parseConfigIn(dir, reading('{ type: file, dir: in, after: delete }')).channels[0]!.source, { after: 'delete' });
 });
 
+test('mllp source over TLS: paths resolved against the config folder, clientCert defaults to none; no tls key without TLS', async (t) => {
+  const dir = await configProject(t, CERTS);
+  t.like(parseConfigIn(dir, reading('{ type: mllp, port: 2575, tls: { cert: certs/server.crt, key: certs/server.key } }')).channels[0]!.source, {
+    type: 'mllp',
+    tls: { cert: join(dir, 'certs/server.crt'), key: join(dir, 'certs/server.key'), ca: undefined, clientCert: 'none' },
+  });
+  t.like(parseConfigIn(dir, reading('{ type: mllp, port: 2575, tls: { cert: certs/server.crt, key: certs/server.key, ca: certs/ca.crt, clientCert: require } }')).channels[0]!.source, {
+    tls: { ca: join(dir, 'certs/ca.crt'), clientCert: 'require' },
+  });
+  t.false('tls' in parseConfigIn(dir, reading('{ type: mllp, port: 2575 }')).channels[0]!.source);
+});
+
 const mistakes: Array<[string, string, RegExp]> = [
   ['mllp: no port', sending('{ name: ehr, type: mllp, host: h }'), /:5:9 channels\[0\]\.destinations\[0\]: missing required key "port"/],
   ['mllp: port 0', sending('{ name: ehr, type: mllp, host: h, port: 0 }'), /destinations\[0\]\.port: must be at least 1 \(got 0\)/],
@@ -90,6 +102,14 @@ const mistakes: Array<[string, string, RegExp]> = [
   ['mllp: tls cert without key', sending('{ name: ehr, type: mllp, host: h, port: 1, tls: { cert: certs/client.crt } }'), /destinations\[0\]\.tls\.cert: a client certificate needs both cert and key/],
   ['mllp: tls file missing', sending('{ name: ehr, type: mllp, host: h, port: 1, tls: { ca: certs/nope.crt } }'), /destinations\[0\]\.tls\.ca: file not found: .*certs\/nope\.crt/],
   ['mllp: unknown tls key', sending('{ name: ehr, type: mllp, host: h, port: 1, tls: { verify: false } }'), /destinations\[0\]\.tls\.verify: unknown key "verify"/],
+  ['mllp source: tls without key', reading('{ type: mllp, port: 2575, tls: { cert: certs/server.crt } }'), /source\.tls: missing required key "key"/],
+  ['mllp source: tls file missing', reading('{ type: mllp, port: 2575, tls: { cert: certs/nope.crt, key: certs/server.key } }'), /source\.tls\.cert: file not found: .*certs\/nope\.crt/],
+  [
+    'mllp source: require without ca',
+    reading('{ type: mllp, port: 2575, tls: { cert: certs/server.crt, key: certs/server.key, clientCert: require } }'),
+    /source\.tls\.clientCert: require needs ca: the CA that client certificates must chain to/,
+  ],
+  ['mllp source: clientCert request', reading('{ type: mllp, port: 2575, tls: { cert: certs/server.crt, key: certs/server.key, clientCert: request } }'), /source\.tls\.clientCert: must be one of none, require \(got "request"\)/],
   ['file: no dir', reading('{ type: file }'), /channels\[0\]\.source: missing required key "dir"/],
   ['file: a path as pattern', reading('{ type: file, dir: in, pattern: "sub/*.hl7" }'), /source\.pattern: must be a file-name glob such as \*\.hl7/],
   ['file: a glob that does not compile', reading('{ type: file, dir: in, pattern: "lab[z-a].hl7" }'), /source\.pattern: is not a valid glob: /],

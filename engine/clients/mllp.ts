@@ -4,7 +4,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { checkServerIdentity } from '../auth/server-identity.ts';
-import { FerryError } from '../errors.ts';
+import { FerryError, errorText } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
 
 export interface MllpClientOptions {
@@ -124,7 +124,7 @@ export const mllpClient = (options: MllpClientOptions): MllpClient => {
       s.on('close', () => {
         clearTimeout(timer);
         if (socket === s) socket = undefined;
-        const why = lastError ? `: ${lastError.message}` : '';
+        const why = lastError ? `: ${errorText(lastError)}` : '';
         settle(s)?.reject(
           new FerryError('MLLP_CONNECTION_CLOSED', `${where} closed the connection before replying${why}`, {
             cause: lastError,

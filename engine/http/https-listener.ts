@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { HttpsListenerConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
-import { reloadCertificates, type CertificateReload } from './certificate-reload.ts';
+import { reloadCertificates, serverContext, type CertificateReload } from '../auth/certificate-reload.ts';
 import { refuse, refuseUpgrade } from './refuse.ts';
 
 // The engine's one HTTPS listener. Every https-source channel owns a path on it; the paths are
@@ -49,9 +49,6 @@ export interface HttpsListenerOptions {
 }
 
 const STOP_GRACE_MS = 5_000;
-
-/** TLS settings of the listener's secure context, at start and on every certificate reload. */
-const TLS_CONTEXT = { minVersion: 'TLSv1.2' } as const;
 
 /** The peer's certificate as the TLS layer judged it: absent, not chaining to the CA, or good. */
 export const peerCertificate = (ctx: Koa.Context): PeerCertificate => socketCertificate(ctx.req.socket);
@@ -130,15 +127,16 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
     const [cert, key, ca] = await Promise.all([read(config.cert, 'cert'), read(config.key, 'key'), read(config.ca, 'ca')]);
     let created: ReturnType<typeof createHttpsServer>;
     try {
-      created = createHttpsServer({ cert, key, ca, ...TLS_CONTEXT, requestCert: config.clientCert !== 'none', rejectUnauthorized: false }, callback);
+      created = createHttpsServer({ ...serverContext({ cert: cert!, key: key!, ca }), requestCert: config.clientCert !== 'none', rejectUnauthorized: false }, callback);
     } catch (cause) {
       throw new FerryError('CONFIG_INVALID', `engine.https: the certificate or key cannot be used: ${(cause as Error).message}`, { cause });
     }
     if (config.cert !== undefined && config.key !== undefined) {
       reload = reloadCertificates({
         files: { cert: config.cert, key: config.key, ca: config.ca },
-        apply: (material) => created.setSecureContext({ ...material, ...TLS_CONTEXT }),
+        apply: (material) => created.setSecureContext(serverContext(material)),
         logger: log,
+        what: 'HTTPS',
       });
     }
     return created;

@@ -14,7 +14,7 @@ import type { MllpPeer } from './mllp.ts';
 export const mllpHandler =
   (intake: Intake, logger: Logger) =>
   async (payload: Buffer, peer: MllpPeer): Promise<Uint8Array | null> => {
-    const source = `mllp ${peer.remoteAddress}:${peer.remotePort}`;
+    const source = `mllp ${peer.remoteAddress}:${peer.remotePort}${peer.clientName === undefined ? '' : ` CN=${peer.clientName}`}`;
     const result = await intake.accept(payload, { source, requireHl7: true });
     switch (result.kind) {
       case 'accepted':

@@ -1,8 +1,12 @@
 // MLLP listener: accepts HL7 senders over TCP, hands each frame to `handle` and writes back the reply
 // (the ACK) it returns. Framing is hl7/mllp.ts; this file is only sockets and their lifecycle.
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { FerryError } from '../errors.ts';
+import { reloadCertificates, serverContext, type CertificateReload } from '../auth/certificate-reload.ts';
+import type { MllpListenerTls } from '../config.ts';
+import { FerryError, errorText } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
 
 export interface MllpPeer {
@@ -10,6 +14,8 @@ export interface MllpPeer {
   remotePort: number;
   /** Connection number, unique within this listener; ties log lines of one connection together. */
   id: number;
+  /** Over TLS with clientCert: require, the CN of the sender's certificate. */
+  clientName?: string;
 }
 
 export interface MllpSourceOptions {
@@ -18,6 +24,8 @@ export interface MllpSourceOptions {
   maxFrameBytes: number;
   idleTimeoutMs: number;
   maxConnections: number;
+  /** MLLP over TLS. */
+  tls?: MllpListenerTls;
   logger: Logger;
   /** Returns the reply to frame back to the sender, or null to send none (never ACK an ACK). */
   handle: (payload: Buffer, peer: MllpPeer) => Promise<Uint8Array | string | null>;
@@ -35,6 +43,34 @@ export interface MllpSource {
 const STOP_GRACE_MS = 5000;
 // A connection flood is logged once per interval with a count, not once per refused connection.
 const REFUSED_LOG_INTERVAL_MS = 10_000;
+// A TLS client must finish its handshake within this; until then it holds no connection slot.
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** The listening server: plain TCP, or TLS whose handshake refuses clients without a trusted certificate when required. */
+const createServer = (config: MllpListenerTls | undefined): net.Server => {
+  // Half-open allowed so a sender that shuts down its side right after its last frame still gets the ACK.
+  if (!config) return net.createServer({ allowHalfOpen: true });
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (cause) {
+      throw new FerryError('CONFIG_INVALID', `MLLP tls.${what}: cannot read ${file}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  const material = { cert: read(config.cert, 'cert'), key: read(config.key, 'key'), ca: config.ca === undefined ? undefined : read(config.ca, 'ca') };
+  const required = config.clientCert === 'require';
+  try {
+    return tls.createServer({
+      ...serverContext(material),
+      allowHalfOpen: true,
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      requestCert: required,
+      rejectUnauthorized: required,
+    });
+  } catch (cause) {
+    throw new FerryError('CONFIG_INVALID', `MLLP tls: the certificate or key cannot be used: ${(cause as Error).message}`, { cause });
+  }
+};
 
 interface Connection {
   socket: net.Socket;
@@ -45,8 +81,8 @@ interface Connection {
 
 export const mllpSource = (options: MllpSourceOptions): MllpSource => {
   const { maxFrameBytes, idleTimeoutMs, maxConnections, logger, handle } = options;
-  // Half-open allowed so a sender that shuts down its side right after its last frame still gets the ACK.
-  const server = net.createServer({ allowHalfOpen: true });
+  const server = createServer(options.tls);
+  let reload: CertificateReload | undefined;
   const open = new Set<Connection>();
   let nextId = 1;
   let boundPort = options.port;
@@ -81,6 +117,10 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
       remotePort: socket.remotePort ?? 0,
       id: nextId++,
     };
+    if (socket instanceof tls.TLSSocket && socket.authorized) {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      if (typeof cn === 'string') peer.clientName = cn;
+    }
     const log = logger.child({ conn: peer.id, peer: `${peer.remoteAddress}:${peer.remotePort}` });
     socket.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error, code: error.code }, 'MLLP connection error'));
 
@@ -181,7 +221,13 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
     log.debug('MLLP connection opened');
   };
 
-  server.on('connection', serve);
+  // Over TLS a connection is served once its handshake succeeded; failed handshakes are logged.
+  if (options.tls) {
+    server.on('secureConnection', serve);
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) =>
+      logger.info({ err: error, code: error.code, peer: `${socket.remoteAddress}:${socket.remotePort}` }, `MLLP TLS handshake failed: ${errorText(error)}`),
+    );
+  } else server.on('connection', serve);
 
   const start = (): Promise<{ host: string; port: number }> => {
     started ??= new Promise((resolve, reject) => {
@@ -197,7 +243,11 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
         server.off('error', onError);
         server.on('error', (error) => logger.error({ err: error }, 'MLLP listener error'));
         boundPort = (server.address() as net.AddressInfo).port;
-        logger.info({ host: options.host, port: boundPort }, 'MLLP listener started');
+        if (options.tls) {
+          const secure = server as tls.Server;
+          reload = reloadCertificates({ files: options.tls, apply: (material) => secure.setSecureContext(serverContext(material)), logger, what: 'MLLP' });
+        }
+        logger.info({ host: options.host, port: boundPort, ...(options.tls && { tls: true, clientCert: options.tls.clientCert }) }, 'MLLP listener started');
         resolve({ host: options.host, port: boundPort });
       });
     });
@@ -208,6 +258,7 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
     stopped ??= (async () => {
       stopping = true;
       clearTimeout(refusedWindow);
+      reload?.stop();
       if (started) await started.catch(() => undefined);
       if (!server.listening) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -2,9 +2,9 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 
-// Hot reload of the HTTPS listener's certificate, key and CA: `ferry certs renew` (or any other
-// tool) replaces the files and the running listener serves the new pair to new connections, with
-// no restart and no dropped connection. Files are polled, not watched: certificates change rarely,
+// Hot reload of a TLS listener's certificate, key and CA (the HTTPS listener, MLLP over TLS):
+// `ferry certs renew` (or any other tool) replaces the files and the running listener serves the
+// new pair to new connections, with no restart and no dropped connection. Files are polled, not watched: certificates change rarely,
 // often by rename or through symlinks (certbot, Kubernetes secrets), which file watches miss.
 
 export interface TlsFiles {
@@ -25,6 +25,15 @@ export interface CertificateReload {
 
 const DEFAULT_INTERVAL_MS = 2_000;
 
+/** The secure context every Ferry TLS listener uses, at start and on every reload. */
+export const serverContext = (material: TlsMaterial): TlsMaterial & { minVersion: 'TLSv1.2' } => ({ ...material, minVersion: 'TLSv1.2' });
+
+/** Reads the files. */
+export const readTlsFiles = async (files: TlsFiles): Promise<TlsMaterial> => {
+  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
+  return { cert, key, ca };
+};
+
 /** Changes whenever one of the files is replaced or rewritten. */
 const signatureOf = async (files: TlsFiles): Promise<string> => {
   const parts = await Promise.all(
@@ -37,11 +46,6 @@ const signatureOf = async (files: TlsFiles): Promise<string> => {
   return parts.join('|');
 };
 
-const read = async (files: TlsFiles): Promise<TlsMaterial> => {
-  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
-  return { cert, key, ca };
-};
-
 /**
  * Polls `files` every `intervalMs` and hands changed contents to `apply` (which throws when they
  * cannot be used, e.g. a key that does not match its certificate, as between the two writes of a
@@ -52,9 +56,11 @@ export const reloadCertificates = (options: {
   files: TlsFiles;
   apply: (material: TlsMaterial) => void;
   logger: Logger;
+  /** What the files serve, for the log lines: "HTTPS", "MLLP". */
+  what: string;
   intervalMs?: number;
 }): CertificateReload => {
-  const { files, apply, logger, intervalMs = DEFAULT_INTERVAL_MS } = options;
+  const { files, apply, logger, what, intervalMs = DEFAULT_INTERVAL_MS } = options;
   let current: Promise<string> = signatureOf(files);
   let stopped = false;
 
@@ -64,12 +70,12 @@ export const reloadCertificates = (options: {
     if (next === seen || stopped) return;
     current = Promise.resolve(next);
     try {
-      const material = await read(files);
+      const material = await readTlsFiles(files);
       apply(material);
       const validTo = new X509Certificate(material.cert).validTo;
-      logger.info({ cert: files.cert, validTo }, 'HTTPS certificate reloaded: new connections get the new one');
+      logger.info({ cert: files.cert, validTo }, `${what} certificate reloaded: new connections get the new one`);
     } catch (error) {
-      logger.error({ err: error, cert: files.cert, key: files.key }, `HTTPS certificate files changed but cannot be used; keeping the current ones: ${(error as Error).message}`);
+      logger.error({ err: error, cert: files.cert, key: files.key }, `${what} certificate files changed but cannot be used; keeping the current ones: ${(error as Error).message}`);
     }
   };
 
