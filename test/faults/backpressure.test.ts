@@ -1,42 +1,31 @@
 import test, { type ExecutionContext } from 'ava';
 import { Redis } from 'ioredis';
-import { mkdir, rename, stat, symlink, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
+import { blockedFolder, type BlockedFolder } from '../helpers/blocked-folder.ts';
 import { runFerry, startEngineProcess } from '../helpers/engine-process.ts';
 import { DELIVERY_FILENAME, loadMessage, checkDeliveries, formatReport, startLoad, watchDeliveries, type Load } from '../helpers/load.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, tempProject, type TempProject } from '../helpers/project.ts';
 import { startTestRedis } from '../helpers/redis.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // Backpressure and limits (issue 5, point 2): a channel at maxQueued refuses new messages (AE over
 // MLLP, QUEUE_FULL) instead of growing without bound, and takes them again once its backlog drains;
 // an external Redis that may evict keys is refused at start; a queued message costs Redis a bounded
 // number of bytes whatever its size, its content being in the message log on disk.
 
-interface Blocked {
-  dir: string;
+interface Blocked extends TempProject, BlockedFolder {
   port: number;
-  configFile: string;
-  /** Swaps the destination folder from a link to a file (every write fails) to a real folder. */
-  unblock(): Promise<void>;
 }
 
 /** One channel whose only destination is blocked until unblock(); deliveries land in out/real. */
 const blockedProject = async (t: ExecutionContext, channelExtra: string): Promise<Blocked> => {
-  const dir = await tempDir(t);
   const port = await freePort();
-  await mkdir(join(dir, 'out', 'real'), { recursive: true });
-  await writeFile(join(dir, 'out', 'blocker'), 'a file where the folder should be');
-  await symlink('blocker', join(dir, 'out', 'archive'));
-  const configFile = join(dir, 'channels.yaml');
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+  const project = await tempProject(
+    t,
+    channelsYaml({
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
 ${channelExtra}
     destinations:
@@ -46,16 +35,10 @@ ${channelExtra}
         filename: "${DELIVERY_FILENAME}"
         retry: { attempts: 0, backoff: fixed, delay: 200ms }
 `,
+    }),
   );
-  return {
-    dir,
-    port,
-    configFile,
-    async unblock() {
-      await symlink('real', join(dir, 'out', 'archive.next'));
-      await rename(join(dir, 'out', 'archive.next'), join(dir, 'out', 'archive'));
-    },
-  };
+  const archive = await blockedFolder(join(project.dir, 'out'), 'archive', 'real');
+  return { ...project, ...archive, port };
 };
 
 test.serial('maxQueued: above it MLLP answers AE (QUEUE_FULL) and nothing is stored; intake resumes once the backlog drains', async (t) => {
@@ -65,11 +48,10 @@ test.serial('maxQueued: above it MLLP answers AE (QUEUE_FULL) and nothing is sto
   const engine = await startEngineProcess(t, project.configFile, project.dir);
 
   // One sender, 80 messages, no resend yet: 50 fit, 30 are refused.
-  const client = mllpClient({ host: '127.0.0.1', port: project.port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
+  const client = openMllpClient(t, project.port);
   const answers: string[] = [];
   for (let seq = 1; seq <= 80; seq++) {
-    const ack = readAck((await client.send(loadMessage(`C1-${String(seq).padStart(6, '0')}`))).toString('latin1'));
+    const ack = await sendForAck(client, loadMessage(`C1-${String(seq).padStart(6, '0')}`));
     answers.push(`${ack.code} ${ack.text}`);
   }
   t.deepEqual(answers.slice(0, 50), Array(50).fill('AA '));
@@ -109,26 +91,23 @@ test.serial('an external Redis that may evict keys is refused at start; with noe
   t.teardown(() => admin.disconnect());
   await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
 
-  const dir = await tempDir(t);
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine:
-  redis: ${redis.url}
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      engine: `redis: ${redis.url}`,
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: 0 }
     destinations:
       - { name: archive, type: file, dir: ./out }
 `,
+    }),
   );
   const refused = await runFerry(['start', '-c', 'channels.yaml'], { cwd: dir });
   t.is(refused.code, 1);
   t.regex(refused.stderr, new RegExp(`ferry: REDIS_EVICTION_POLICY: Redis at ${redis.url} has maxmemory-policy allkeys-lru: .* Set maxmemory-policy noeviction`));
 
   await admin.config('SET', 'maxmemory-policy', 'noeviction');
-  const engine = await startEngineProcess(t, join(dir, 'channels.yaml'), dir);
+  const engine = await startEngineProcess(t, configFile, dir);
   t.is(await engine.stop(), 0);
 });
 

@@ -1,14 +1,16 @@
 import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { mllpClient, type MllpClient } from '../../engine/clients/mllp.ts';
+import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { readAck } from '../../engine/hl7/ack.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { DELIVERY_FILENAME, loadMessage } from '../helpers/load.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { openMllpClient, sendForAck, sendOnce } from '../helpers/mllp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // Bad input over MLLP, end to end through a running engine (issue 5, point 5 of the issue). Each case:
 // a clear refusal (the connection closed, or AR), a log line saying why, nothing half-stored — a
@@ -34,26 +36,24 @@ const teardowns: Array<() => Promise<void> | void> = [];
 test.after.always(async () => {
   for (const teardown of teardowns.reverse()) await teardown();
 });
+const collector = { teardown: (fn: () => Promise<void> | void) => void teardowns.push(fn) };
 
 let rigPromise: Promise<Rig> | undefined;
 /** One engine for the whole file; the cases run one after another. */
 const rig = (t: ExecutionContext): Promise<Rig> =>
   (rigPromise ??= (async () => {
-    const dir = await tempDir({ teardown: (fn: () => Promise<void>) => void teardowns.push(fn) } as unknown as ExecutionContext);
     const port = await freePort();
-    await writeFile(
-      join(dir, 'channels.yaml'),
-      `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+    const { dir, configFile } = await tempProject(
+      collector,
+      channelsYaml({
+        channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port}, maxFrameSize: 1MB, idleTimeout: 1s, maxConnections: ${MAX_CONNECTIONS} }
     destinations:
       - { name: archive, type: file, dir: ./out, filename: "${DELIVERY_FILENAME}" }
 `,
+      }),
     );
-    const engine = await startEngineProcess({ teardown: (fn) => void teardowns.push(fn) }, join(dir, 'channels.yaml'), dir);
+    const engine = await startEngineProcess(collector, configFile, dir);
     t.log(`engine pid ${engine.child.pid}`);
     return { dir, port, engine };
   })());
@@ -84,13 +84,8 @@ let goodSeq = 0;
 /** A well-behaved sender on its own connection: must get AA, and its message must be delivered. */
 const goodSend = async (t: ExecutionContext, port: number, client?: MllpClient): Promise<string> => {
   const controlId = `GOOD-${String(++goodSeq).padStart(4, '0')}`;
-  const own = client ?? mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  try {
-    const ack = readAck((await own.send(loadMessage(controlId))).toString('latin1'));
-    t.is(`${ack.code} ${ack.controlId}`, `AA ${controlId}`, 'the listener serves another client meanwhile');
-  } finally {
-    if (!client) await own.close();
-  }
+  const ack = client ? await sendForAck(client, loadMessage(controlId)) : await sendOnce(port, loadMessage(controlId));
+  t.is(`${ack.code} ${ack.controlId}`, `AA ${controlId}`, 'the listener serves another client meanwhile');
   return controlId;
 };
 
@@ -221,8 +216,7 @@ test.serial('a slow sender (a byte every 300 ms) is closed after idleTimeout wit
 test.serial('a connection flood beyond maxConnections: the extra ones are closed at once, one log line, the connected sender goes on', async (t) => {
   const r = await rig(t);
   const before = await snapshot(r);
-  const client = mllpClient({ host: '127.0.0.1', port: r.port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
+  const client = openMllpClient(t, r.port);
   const good = [await goodSend(t, r.port, client)];
   const flood = await Promise.all(Array.from({ length: 30 }, () => connectRaw(r.port)));
   const closedAtOnce = (await Promise.all(flood.map((raw) => closedWithin(raw, 500)))).filter(Boolean).length;
@@ -256,10 +250,9 @@ for (const [title, payload, logCode, storedCode] of refusedPayloads) {
   test.serial(`payload: ${title} → AR with a reason, logged, kept as an error record, never processed`, async (t) => {
     const r = await rig(t);
     const before = await snapshot(r);
-    const bad = mllpClient({ host: '127.0.0.1', port: r.port, ackTimeoutMs: 10_000 });
-    t.teardown(() => bad.close());
+    const bad = openMllpClient(t, r.port);
     const good = [await goodSend(t, r.port)];
-    const ack = readAck((await bad.send(payload)).toString('latin1'));
+    const ack = await sendForAck(bad, payload);
     t.is(ack.code, 'AR');
     t.not(`${ack.text} ${ack.errorText}`.trim(), '', 'the AR says why');
     good.push(await goodSend(t, r.port));
@@ -276,8 +269,7 @@ for (const [title, payload, logCode, storedCode] of refusedPayloads) {
 test.serial('payload: UTF-16 with a byte order mark is HL7 → AA, delivered byte for byte', async (t) => {
   const r = await rig(t);
   const before = await snapshot(r);
-  const client = mllpClient({ host: '127.0.0.1', port: r.port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
+  const client = openMllpClient(t, r.port);
   const bytes = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(loadMessage('U16BOM'), 'utf16le')]);
   const reply = await client.send(bytes);
   t.is(reply.subarray(0, 2).toString('hex'), 'fffe', 'the ACK is in the sender’s character set');

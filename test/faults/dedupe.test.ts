@@ -1,11 +1,12 @@
 import test from 'ava';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mllpClient, type MllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
+import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { DELIVERY_FILENAME, loadMessage } from '../helpers/load.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // Duplicate suppression (issue 5, point 3). With `dedupe: { window }` a message whose sender
 // (MSH-3, MSH-4) and MSH-10 were seen within the window is acknowledged again — AA, MSA-2 its
@@ -22,7 +23,7 @@ interface Summary {
 }
 
 const send = async (client: MllpClient, text: string): Promise<string> => {
-  const ack = readAck((await client.send(text)).toString('latin1'));
+  const ack = await sendForAck(client, text);
   return `${ack.code} ${ack.controlId}`;
 };
 
@@ -33,30 +34,21 @@ const delivered = async (dir: string, folder: string): Promise<string[]> =>
   (await readdir(join(dir, 'out', folder)).catch(() => [])).filter((name) => name.endsWith('.hl7')).sort();
 
 test('duplicates within the window are acknowledged, logged as duplicates of the first id and delivered once', async (t) => {
-  const dir = await tempDir(t);
   const [shortPort, longPort, plainPort] = [await freePort(), await freePort(), await freePort()];
-  const configFile = join(dir, 'channels.yaml');
   const channel = (name: string, port: number, dedupe: string): string => `  - name: ${name}
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
 ${dedupe}
     destinations:
       - { name: out, type: file, dir: ./out/${name}, filename: "${DELIVERY_FILENAME}" }
 `;
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-${channel('short', shortPort, '    dedupe: { window: 2s }')}${channel('long', longPort, '    dedupe: { window: 10m }')}${channel('plain', plainPort, '')}`,
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      channels: `${channel('short', shortPort, '    dedupe: { window: 2s }')}${channel('long', longPort, '    dedupe: { window: 10m }')}${channel('plain', plainPort, '')}`,
+    }),
   );
   let engine = await startEngineProcess(t, configFile, dir);
-  const client = (port: number): MllpClient => {
-    const c = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-    t.teardown(() => c.close());
-    return c;
-  };
-  const [short, plain] = [client(shortPort), client(plainPort)];
+  const [short, plain] = [openMllpClient(t, shortPort), openMllpClient(t, plainPort)];
 
   // Three copies of D1 from REGSYS@HOSP; D1 from another sender application; D1 after the window.
   let sent = 0;
@@ -91,12 +83,12 @@ ${channel('short', shortPort, '    dedupe: { window: 2s }')}${channel('long', lo
   await eventually(async () => ((await delivered(dir, 'plain')).length === 3 ? true : undefined));
 
   // The key is in Redis with an AOF: a copy sent after kill -9 and restart is still a duplicate.
-  const long1 = client(longPort);
+  const long1 = openMllpClient(t, longPort);
   t.is(await send(long1, loadMessage('L1')), 'AA L1');
   const original = await eventually(async () => (await messages(engine, 'long')).find((m) => m.status === 'sent'));
   await engine.kill();
   engine = await startEngineProcess(t, configFile, dir);
-  const long2 = client(longPort);
+  const long2 = openMllpClient(t, longPort);
   t.is(await send(long2, loadMessage('L1')), 'AA L1');
   const afterRestart = await eventually(async () => {
     const log = await messages(engine, 'long');

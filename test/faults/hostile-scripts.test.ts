@@ -1,14 +1,15 @@
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { mllpClient, type MllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
+import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { DELIVERY_FILENAME, loadMessage } from '../helpers/load.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, writeProject } from '../helpers/project.ts';
 import { eventually, freePort, tempDir } from '../helpers/temp.ts';
 
 // Hostile scripts (issue 5, point 4), end to end through a running engine: each misbehaviour is one
@@ -83,9 +84,6 @@ test.after.always(async () => {
 const collector = { teardown: (fn: () => Promise<void> | void) => void teardowns.push(fn) };
 
 const writeConfig = async (dir: string, ports: Record<ChannelName, number>, fetchUrl: string): Promise<string> => {
-  await mkdir(join(dir, 'channels'), { recursive: true });
-  await writeFile(join(dir, 'channels', 'hostile.ts'), script(fetchUrl));
-  const configFile = join(dir, 'channels.yaml');
   const channel = (name: ChannelName): string => `  - name: ${name}
     source: { type: mllp, host: 127.0.0.1, port: ${ports[name]} }
     script: channels/hostile.ts
@@ -93,22 +91,14 @@ const writeConfig = async (dir: string, ports: Record<ChannelName, number>, fetc
     destinations:
       - { name: out, type: file, dir: ./out, filename: "${DELIVERY_FILENAME}" }
 `;
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-${channel('hostile')}${channel('hostile-memory')}`,
-  );
-  return configFile;
+  return writeProject(dir, channelsYaml({ channels: channel('hostile') + channel('hostile-memory') }), { 'channels/hostile.ts': script(fetchUrl) });
 };
 
 let rigPromise: Promise<Rig> | undefined;
 /** One engine for the file's hostile messages; they queue up on their channel, one at a time. */
 const rig = (): Promise<Rig> =>
   (rigPromise ??= (async () => {
-    const dir = await tempDir(collector as unknown as ExecutionContext);
+    const dir = await tempDir(collector);
     let requests = 0;
     const server = createServer((_request, response) => {
       requests++;
@@ -121,15 +111,11 @@ const rig = (): Promise<Rig> =>
     const ports = { hostile: await freePort(), 'hostile-memory': await freePort() };
     process.env['FERRY_TEST_SANDBOX_CRASH_MARKER'] = CRASH_MARKER; // inherited by the engine and its hosts
     const engine = await startEngineProcess(collector, await writeConfig(dir, ports, fetchUrl), dir);
-    const client = (port: number): MllpClient => {
-      const opened = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-      teardowns.push(() => opened.close());
-      return opened;
-    };
-    return { dir, engine, clients: { hostile: client(ports.hostile), 'hostile-memory': client(ports['hostile-memory']) }, fetched: () => requests };
+    const clients = { hostile: openMllpClient(collector, ports.hostile), 'hostile-memory': openMllpClient(collector, ports['hostile-memory']) };
+    return { dir, engine, clients, fetched: () => requests };
   })());
 
-const send = async (client: MllpClient, text: string): Promise<string> => readAck((await client.send(text)).toString('latin1')).code;
+const send = async (client: MllpClient, text: string): Promise<string> => (await sendForAck(client, text)).code;
 
 const hostileMessage = (controlId: string, what: string): string => `${loadMessage(controlId)}ZHX|${what}${what === 'crash' ? `|${CRASH_MARKER}` : ''}\r`;
 

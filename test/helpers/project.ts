@@ -41,7 +41,7 @@ export interface TempProject {
 }
 
 /** writeProject in a fresh temp folder that is removed when the test ends. */
-export const tempProject = async (t: ExecutionContext, config: string, files: Record<string, string> = {}): Promise<TempProject> => {
+export const tempProject = async (t: Pick<ExecutionContext, 'teardown'>, config: string, files: Record<string, string> = {}): Promise<TempProject> => {
   const dir = await tempDir(t);
   return { dir, configFile: await writeProject(dir, config, files) };
 };

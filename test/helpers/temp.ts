@@ -4,8 +4,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A fresh temp folder removed when the test ends. */
-export const tempDir = async (t: ExecutionContext, prefix = 'ferry-test-'): Promise<string> => {
+/** A fresh temp folder removed when the test ends (or whatever owns `t`: a file's shared engine collects its teardowns). */
+export const tempDir = async (t: Pick<ExecutionContext, 'teardown'>, prefix = 'ferry-test-'): Promise<string> => {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   return dir;
