@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { adtSegments } from '../helpers/hl7.ts';
+import { channelsYaml, writeProject } from '../helpers/project.ts';
 import { eventually, freePort, tempDir } from '../helpers/temp.ts';
 
 // `ferry send <host:port> <file…>` as a process: against a running engine (one for the whole file),
@@ -36,20 +37,18 @@ test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ferry-send-'));
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const port = await freePort();
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: inbox
+  const configFile = await writeProject(
+    dir,
+    channelsYaml({
+      channels: `  - name: inbox
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - { name: files, type: file, dir: ./out, filename: "{controlId}.hl7" }
 `,
+    }),
   );
   await mkdir(join(dir, 'in'));
-  engine = await startEngineProcess({ teardown: (fn) => void cleanup.push(fn) }, join(dir, 'channels.yaml'), dir);
+  engine = await startEngineProcess({ teardown: (fn) => void cleanup.push(fn) }, configFile, dir);
   mllp = `127.0.0.1:${port}`;
 });
 

@@ -1,28 +1,24 @@
 import type { ExecutionContext } from 'ava';
 import test from 'ava';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { verifyPassword } from '../../engine/auth/passwords.ts';
 import { tokenSha256 } from '../../engine/auth/users.ts';
 import { runFerry, startEngineProcess } from '../helpers/engine-process.ts';
-import { eventually, tempDir } from '../helpers/temp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually } from '../helpers/temp.ts';
 
 // `ferry user …` as users run it: passwords piped in, the users file it writes, and a running
 // engine picking up its changes without a restart.
 
-const project = async (t: ExecutionContext, users = ''): Promise<string> => {
-  const dir = await tempDir(t);
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine: { data: ./data, admin: { host: 127.0.0.1, port: 0 }${users} }
-channels:
-  - name: adt
+/** A project folder with one channel; `engine` adds engine settings (a users file elsewhere). */
+const project = async (t: ExecutionContext, engine = ''): Promise<string> => {
+  const channels = `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: 0 }
     destinations: [{ name: archive, type: file, dir: ./out }]
-`,
-  );
-  return dir;
+`;
+  return (await tempProject(t, channelsYaml({ engine, channels }))).dir;
 };
 
 const usersIn = async (file: string): Promise<any[]> => (parse(await readFile(file, 'utf8')) as { users: any[] }).users;
@@ -67,7 +63,7 @@ test('add (password from a pipe), list, token, passwd, remove', async (t) => {
 });
 
 test('mistakes: exit 2 for usage, 1 for a name that exists or does not', async (t) => {
-  const dir = await project(t, ', users: ./secret/people.yaml');
+  const dir = await project(t, 'users: ./secret/people.yaml');
   const { mkdir } = await import('node:fs/promises');
   await mkdir(join(dir, 'secret'));
   t.is((await runFerry(['user', 'add', 'bob', '--role', 'viewer'], { cwd: dir, input: 'pw\n' })).code, 0);

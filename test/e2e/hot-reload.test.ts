@@ -1,11 +1,12 @@
 import test, { type ExecutionContext } from 'ava';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mllpClient, type MllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
+import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { adtMessage } from '../helpers/hl7.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // Editing a channel script while `ferry start` runs: a good edit takes over from the next message, a
 // broken one is reported while the previous version keeps running, and a script that throws for one
@@ -53,26 +54,20 @@ interface Project {
 }
 
 const startProject = async (t: ExecutionContext, firstScript: string): Promise<Project> => {
-  const dir = await tempDir(t);
   const port = await freePort();
-  await mkdir(join(dir, 'channels'));
-  await writeFile(join(dir, 'channels', 'adt.ts'), firstScript);
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - { name: archive, type: file, dir: ./out, filename: "{controlId}.hl7" }
 `,
+    }),
+    { 'channels/adt.ts': firstScript },
   );
-  const engine = await startEngineProcess(t, join(dir, 'channels.yaml'), dir);
-  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
-  return { dir, engine, client };
+  const engine = await startEngineProcess(t, configFile, dir);
+  return { dir, engine, client: openMllpClient(t, port) };
 };
 
 const channel = async (engine: EngineProcess): Promise<ChannelInfo> => {
@@ -82,7 +77,7 @@ const channel = async (engine: EngineProcess): Promise<ChannelInfo> => {
 
 /** Sends one message, checks its AA, and returns the file the channel wrote for it. */
 const sendAndCollect = async (t: ExecutionContext, { dir, client }: Project, controlId: string, mrn = 'MRN1'): Promise<string> => {
-  const ack = readAck((await client.send(hl7(controlId, mrn))).toString('latin1'));
+  const ack = await sendForAck(client, hl7(controlId, mrn));
   t.is(ack.code, 'AA');
   t.is(ack.controlId, controlId);
   return eventually(() => readFile(join(dir, 'out', `${controlId}.hl7`), 'latin1').catch(() => undefined), 15_000, `out/${controlId}.hl7`);
@@ -180,7 +175,7 @@ test('a script that throws for one message: that message errors with the thrown 
   );
   const { dir, engine, client } = project;
 
-  const ack = readAck((await client.send(hl7('HB0001', 'BOOM'))).toString('latin1'));
+  const ack = await sendForAck(client, hl7('HB0001', 'BOOM'));
   // The ACK promises durability, not success: the script runs after it.
   t.is(ack.code, 'AA');
   const { body: list } = await eventually(async () => {

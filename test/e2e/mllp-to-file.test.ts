@@ -1,11 +1,11 @@
 import test from 'ava';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { startEngineProcess } from '../helpers/engine-process.ts';
 import { adtMessage } from '../helpers/hl7.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 
 // The engine as a user runs it: `ferry start` on a config in a folder, messages over MLLP,
 // ACKs checked, files checked byte for byte, the message log read through the admin API.
@@ -22,15 +22,9 @@ export default function (msg: Message, ctx: Context) {
 }
 `;
 
-const writeProject = async (dir: string, port: number): Promise<string> => {
-  await mkdir(join(dir, 'channels'), { recursive: true });
-  await writeFile(join(dir, 'channels', 'adt.ts'), SCRIPT);
-  const config = `
-engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+const config = (port: number): string =>
+  channelsYaml({
+    channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - { name: archive, type: file, dir: ./out/adt, filename: "{controlId}.hl7" }
@@ -39,19 +33,16 @@ channels:
     source: { type: channel }
     destinations:
       - { name: lab-files, type: file, dir: ./out/lab }
-`;
-  await writeFile(join(dir, 'channels.yaml'), config);
-  return join(dir, 'channels.yaml');
-};
+`,
+  });
 
 test('MLLP in, script, file and channel out; ACKs, files and the message log', async (t) => {
-  const dir = await tempDir(t);
   const port = await freePort();
-  const engine = await startEngineProcess(t, await writeProject(dir, port), dir);
-  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
+  const { dir, configFile } = await tempProject(t, config(port), { 'channels/adt.ts': SCRIPT });
+  const engine = await startEngineProcess(t, configFile, dir);
+  const client = openMllpClient(t, port);
 
-  const ack = readAck((await client.send(Buffer.from(hl7('MSG00001', 'MRN12345', 'doe^john^a')))).toString('latin1'));
+  const ack = await sendForAck(client, hl7('MSG00001', 'MRN12345', 'doe^john^a'));
   t.is(ack.code, 'AA');
   t.is(ack.controlId, 'MSG00001');
 
@@ -69,11 +60,11 @@ test('MLLP in, script, file and channel out; ACKs, files and the message log', a
   t.is(await readFile(join(dir, 'out/lab', labFiles[0]), 'latin1'), archived);
 
   // A filtered message (not ADT) is acknowledged and written nowhere.
-  const oru = readAck((await client.send(Buffer.from(hl7('MSG00002', 'MRN777', 'ROE^ANN', 'ORU^R01^ORU_R01')))).toString('latin1'));
+  const oru = await sendForAck(client, hl7('MSG00002', 'MRN777', 'ROE^ANN', 'ORU^R01^ORU_R01'));
   t.is(oru.code, 'AA');
 
   // Not HL7 at all: AR, nothing processed.
-  const rejected = readAck((await client.send(Buffer.from('hello, not hl7'))).toString('latin1'));
+  const rejected = await sendForAck(client, 'hello, not hl7');
   t.is(rejected.code, 'AR');
 
   // The message log, through the admin API.

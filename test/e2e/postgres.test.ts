@@ -1,12 +1,10 @@
 import test, { type ExecutionContext } from 'ava';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { mllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { adtMessage } from '../helpers/hl7.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
-import { eventually, freePort, tempDir } from '../helpers/temp.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
+import { eventually, freePort } from '../helpers/temp.ts';
 import { tcpProxy } from '../helpers/tcp-proxy.ts';
 
 // `ferry start` with a postgres destination, as a user runs it: HL7 over MLLP, a script that
@@ -50,18 +48,11 @@ interface Project {
 }
 
 const start = async (t: ExecutionContext, dbUrl: string, sql = INSERT): Promise<Project> => {
-  const dir = await tempDir(t);
   const port = await freePort();
-  await mkdir(join(dir, 'channels'), { recursive: true });
-  await writeFile(join(dir, 'channels', 'adt.ts'), SCRIPT);
-  const configFile = join(dir, 'channels.yaml');
-  await writeFile(
-    configFile,
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: adt
+  const { dir, configFile } = await tempProject(
+    t,
+    channelsYaml({
+      channels: `  - name: adt
     source: { type: mllp, host: 127.0.0.1, port: ${port} }
     destinations:
       - name: db
@@ -71,16 +62,17 @@ channels:
         timeout: 5s
         retry: { attempts: 0, delay: 200ms, maxDelay: 1s }
 `,
+    }),
+    { 'channels/adt.ts': SCRIPT },
   );
   const engine = await startEngineProcess(t, configFile, dir);
-  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  t.teardown(() => client.close());
+  const client = openMllpClient(t, port);
   const project: Project = {
     engine,
     configFile,
     dir,
     async send(controlId, mrn, family, given) {
-      const ack = readAck((await client.send(Buffer.from(hl7(controlId, mrn, family, given)))).toString('latin1'));
+      const ack = await sendForAck(client, hl7(controlId, mrn, family, given));
       t.is(ack.code, 'AA', `ACK for ${controlId}`);
     },
     async stage(controlId) {

@@ -3,9 +3,9 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signRequest } from '../../engine/auth/hmac.ts';
-import { mllpClient, type MllpClient } from '../../engine/clients/mllp.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
+import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
 import { eventually, freePort } from '../helpers/temp.ts';
 import { send, type SendOptions, type TestCerts } from '../https/helpers.ts';
 
@@ -50,7 +50,7 @@ const messages = async (engine: EngineProcess, channel: string): Promise<Message
 };
 
 const sendHl7 = async (client: MllpClient, controlId: string): Promise<void> => {
-  const ack = readAck((await client.send(Buffer.from(hl7(controlId)))).toString('latin1'));
+  const ack = await sendForAck(client, hl7(controlId));
   if (ack.code !== 'AA') throw new Error(`${controlId}: ${ack.code}`);
 };
 
@@ -142,9 +142,7 @@ channels:
 
   b = await startEngineProcess(collector, bConfig, dir);
   a = await startEngineProcess(collector, join(dir, 'a.yaml'), dir);
-  const client = (port: number) => mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000 });
-  mllp = { site: client(sitePort), bad: client(badPort), signed: client(signedPort) };
-  teardowns.push(() => Promise.all(Object.values(mllp).map((c) => c.close())));
+  mllp = { site: openMllpClient(collector, sitePort), bad: openMllpClient(collector, badPort), signed: openMllpClient(collector, signedPort) };
 });
 
 test.after.always(async () => {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,11 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { pino } from 'pino';
 import { addToken } from '../../engine/auth/tokens.ts';
-import { mllpClient } from '../../engine/clients/mllp.ts';
 import { loadConfig } from '../../engine/config.ts';
 import { startEngine } from '../../engine/engine.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { CHROMIUM, screenshot, unnamedControls } from '../helpers/browser.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, writeProject } from '../helpers/project.ts';
 import { tempDir } from '../helpers/temp.ts';
 import { makeCerts } from '../https/helpers.ts';
 
@@ -35,24 +35,21 @@ const ADT =
 test('the demo page subscribes over wss and shows a message that came in over MLLP', async (t) => {
   const dir = await tempDir(t, 'ferry-ui-push-');
   await makeCerts(join(dir, 'certs'));
-  await mkdir(join(dir, 'channels'));
-  await writeFile(join(dir, 'channels', 'ward-board.ts'), SCRIPT);
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-  https: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }
-  websocket: { path: /ws }
-channels:
-  - name: ward-board
+  const configFile = await writeProject(
+    dir,
+    channelsYaml({
+      engine: `https: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }
+websocket: { path: /ws }`,
+      channels: `  - name: ward-board
     source: { type: mllp, host: 127.0.0.1, port: 0 }
     destinations:
       - { name: browsers, type: websocket, topic: adt.ward-5 }
 `,
+    }),
+    { 'channels/ward-board.ts': SCRIPT },
   );
   const token = await addToken(join(dir, 'tokens.yaml'), 'ward-5-screen', ['adt']);
-  const engine = await startEngine(await loadConfig(join(dir, 'channels.yaml')), pino({ level: 'silent' }));
+  const engine = await startEngine(await loadConfig(configFile), pino({ level: 'silent' }));
   t.teardown(() => engine.stop());
   const wsUrl = `${engine.https!.url.replace(/^https/, 'wss')}/ws`;
 
@@ -86,9 +83,8 @@ channels:
   await tab.getByRole('button', { name: 'Connect' }).click();
   await tab.getByRole('status').filter({ hasText: 'subscribed to adt.ward-5' }).waitFor();
 
-  const mllp = mllpClient({ host: '127.0.0.1', port: engine.channels.get('ward-board')!.sourcePort()!, ackTimeoutMs: 10_000 });
-  t.teardown(() => mllp.close());
-  t.is(readAck((await mllp.send(ADT)).toString('latin1')).code, 'AA');
+  const mllp = openMllpClient(t, engine.channels.get('ward-board')!.sourcePort()!);
+  t.is((await sendForAck(mllp, ADT)).code, 'AA');
 
   const item = tab.getByRole('list', { name: 'Events' }).getByRole('listitem').first();
   await item.waitFor();

@@ -1,15 +1,16 @@
 import test from 'ava';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { signRequest } from '../../engine/auth/hmac.ts';
 import { addHmacKey, addToken } from '../../engine/auth/tokens.ts';
-import { mllpClient } from '../../engine/clients/mllp.ts';
 import { loadConfig } from '../../engine/config.ts';
 import { startEngine, type Engine } from '../../engine/engine.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { makeCerts, send, type TestCerts } from '../https/helpers.ts';
+import { adtMessage } from '../helpers/hl7.ts';
+import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml, writeProject } from '../helpers/project.ts';
 import { eventually } from '../helpers/temp.ts';
 import { connectAuthed, type Frame } from './helpers.ts';
 
@@ -18,13 +19,7 @@ import { connectAuthed, type Frame } from './helpers.ts';
 // connection id from a pusher body and from a script's ctx.deliver; replay and gap after a
 // reconnect; bad pusher bodies refused with 400 and nothing stored.
 
-const hl7 = (controlId: string, mrn: string, name: string): string =>
-  [
-    `MSH|^~\\&|REGSYS|HOSP|FERRY|BOARD|20260101120000||ADT^A01^ADT_A01|${controlId}|P|2.5`,
-    'EVN|A01|20260101120000',
-    `PID|1||${mrn}^^^HOSP^MR||${name}||19800101|M`,
-    'PV1|1|I|WARD1^101^A',
-  ].join('\r') + '\r';
+const hl7 = (controlId: string, mrn: string, name: string): string => adtMessage({ controlId, mrn, name, facility: 'BOARD', visit: true });
 
 const ADT_SCRIPT = `
 export default function (msg: Message) {
@@ -53,19 +48,12 @@ interface Running {
 
 const startProject = async (dir: string): Promise<Running> => {
   const certs = await makeCerts(join(dir, 'certs'));
-  await mkdir(join(dir, 'channels'));
-  await writeFile(join(dir, 'channels', 'adt-live.ts'), ADT_SCRIPT);
-  await writeFile(join(dir, 'channels', 'reply.ts'), REPLY_SCRIPT);
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `
-engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-  https: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }
-  websocket: { path: /ws, replay: { size: 3, ttl: 1m } }
-channels:
-  - name: adt-live
+  const configFile = await writeProject(
+    dir,
+    channelsYaml({
+      engine: `https: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }
+websocket: { path: /ws, replay: { size: 3, ttl: 1m } }`,
+      channels: `  - name: adt-live
     source: { type: mllp, host: 127.0.0.1, port: 0 }
     destinations:
       - { name: board, type: websocket, topic: adt }
@@ -82,6 +70,8 @@ channels:
     destinations:
       - { name: one, type: websocket, topic: replies }
 `,
+    }),
+    { 'channels/adt-live.ts': ADT_SCRIPT, 'channels/reply.ts': REPLY_SCRIPT },
   );
   const tokensFile = join(dir, 'tokens.yaml');
   const token = {
@@ -90,7 +80,7 @@ channels:
     ops: await addToken(tokensFile, 'ops', ['*']),
   };
   const hmacSecret = await addHmacKey(tokensFile, 'signer', ['signed-push']);
-  const config = await loadConfig(join(dir, 'channels.yaml'));
+  const config = await loadConfig(configFile);
   const engine = await startEngine(config, pino({ level: 'silent' }));
   const httpsUrl = engine.https!.url;
   return {
@@ -131,13 +121,12 @@ const sentStatus = (id: string) =>
 
 test.serial('HL7 over MLLP reaches a subscriber as an event; offline, it gets the missed ones on reconnecting, with a gap past the buffer', async (t) => {
   const ca = running.certs.pem.ca;
-  const mllp = mllpClient({ host: '127.0.0.1', port: running.mllpPort, ackTimeoutMs: 10_000 });
-  t.teardown(() => mllp.close());
+  const mllp = openMllpClient(t, running.mllpPort);
   const board = await connectAuthed(t, running.wsUrl, running.token.board, { ca });
   board.send({ type: 'subscribe', topic: 'adt' });
   t.like(await board.next('subscribed'), { topic: 'adt', lastEventId: null });
 
-  const ack = readAck((await mllp.send(hl7('MSG1', 'MRN100', 'DOE^JANE'))).toString('latin1'));
+  const ack = await sendForAck(mllp, hl7('MSG1', 'MRN100', 'DOE^JANE'));
   t.is(ack.code, 'AA');
   const event = await board.next('event', 15_000);
   t.like(event, { type: 'event', topic: 'adt', args: [], kwargs: { mrn: 'MRN100', name: 'DOE, JANE', event: 'A01' } });
@@ -146,7 +135,7 @@ test.serial('HL7 over MLLP reaches a subscriber as an event; offline, it gets th
   board.close();
   await board.closed;
   for (const [n, name] of [['2', 'ROE^RICHARD'], ['3', 'POE^EDGAR']] as const) {
-    t.is(readAck((await mllp.send(hl7(`MSG${n}`, `MRN10${n}`, name))).toString('latin1')).code, 'AA');
+    t.is((await sendForAck(mllp, hl7(`MSG${n}`, `MRN10${n}`, name))).code, 'AA');
   }
   await eventually(() => (running.engine.store.get(findId('MSG3'))?.status === 'sent' ? true : undefined), 15_000, 'MSG3 to be published');
   const back = await connectAuthed(t, running.wsUrl, running.token.board, { ca });
@@ -158,7 +147,7 @@ test.serial('HL7 over MLLP reaches a subscriber as an event; offline, it gets th
   back.close();
 
   // Four more while away: the buffer holds three, so one is reported missed.
-  for (const n of [4, 5, 6, 7]) t.is(readAck((await mllp.send(hl7(`MSG${n}`, `MRN10${n}`, 'X^Y'))).toString('latin1')).code, 'AA');
+  for (const n of [4, 5, 6, 7]) t.is((await sendForAck(mllp, hl7(`MSG${n}`, `MRN10${n}`, 'X^Y'))).code, 'AA');
   await eventually(() => (running.engine.store.get(findId('MSG7'))?.status === 'sent' ? true : undefined), 15_000, 'MSG7 to be published');
   const later = await connectAuthed(t, running.wsUrl, running.token.board, { ca });
   later.send({ type: 'subscribe', topic: 'adt', lastEventId: last['id'] });

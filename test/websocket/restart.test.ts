@@ -1,13 +1,12 @@
 import test from 'ava';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { addToken } from '../../engine/auth/tokens.ts';
-import { mllpClient } from '../../engine/clients/mllp.ts';
 import { loadConfig } from '../../engine/config.ts';
 import { startEngine, type Engine } from '../../engine/engine.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { adtMessage } from '../helpers/hl7.ts';
+import { sendOnce } from '../helpers/mllp.ts';
+import { channelsYaml, writeProject } from '../helpers/project.ts';
 import { eventually, tempDir } from '../helpers/temp.ts';
 import { makeCerts } from '../https/helpers.ts';
 import { connectAuthed } from './helpers.ts';
@@ -23,31 +22,23 @@ const hl7 = (controlId: string, mrn: string): string =>
 test('after a restart, an old lastEventId gets a gap with missed: null and the events since', async (t) => {
   const dir = await tempDir(t);
   const certs = await makeCerts(join(dir, 'certs'));
-  await mkdir(join(dir, 'channels'));
-  await writeFile(join(dir, 'channels', 'board.ts'), `export default (msg: Message) => ({ mrn: msg.get('PID-3.1') });\n`);
-  await writeFile(
-    join(dir, 'channels.yaml'),
-    `engine:
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-  https: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }
-  websocket: {}
-channels:
-  - name: board
+  const configFile = await writeProject(
+    dir,
+    channelsYaml({
+      engine: `https: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }
+websocket: {}`,
+      channels: `  - name: board
     source: { type: mllp, host: 127.0.0.1, port: 0 }
     destinations:
       - { name: screens, type: websocket, topic: adt }
 `,
+    }),
+    { 'channels/board.ts': `export default (msg: Message) => ({ mrn: msg.get('PID-3.1') });\n` },
   );
   const token = await addToken(join(dir, 'tokens.yaml'), 'screen', ['adt']);
-  const run = async (): Promise<Engine> => startEngine(await loadConfig(join(dir, 'channels.yaml')), pino({ level: 'silent' }));
+  const run = async (): Promise<Engine> => startEngine(await loadConfig(configFile), pino({ level: 'silent' }));
   const sendHl7 = async (engine: Engine, controlId: string, mrn: string): Promise<void> => {
-    const client = mllpClient({ host: '127.0.0.1', port: engine.channels.get('board')!.sourcePort()!, ackTimeoutMs: 10_000 });
-    try {
-      t.is(readAck((await client.send(hl7(controlId, mrn))).toString('latin1')).code, 'AA');
-    } finally {
-      await client.close();
-    }
+    t.is((await sendOnce(engine.channels.get('board')!.sourcePort()!, hl7(controlId, mrn))).code, 'AA');
   };
   const wsUrl = (engine: Engine) => `${engine.https!.url.replace(/^https/, 'wss')}/ws`;
 
