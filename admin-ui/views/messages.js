@@ -1,9 +1,12 @@
 // The message log: filter by channel, status and time, full-text search over content, newest first,
-// paged with the API's cursor. The filters live in the URL (#/messages?q=MRN123&channel=…), so a
+// paged with the API's cursor; the messages shown can be resent together (e.g. all errors after a
+// receiver was fixed). The filters live in the URL (#/messages?q=MRN123&channel=…), so a
 // search can be bookmarked and the browser's Back button returns to the previous page of results.
-import { get, withQuery } from '../api.js';
+import { get, post, withQuery } from '../api.js';
+import { confirmAction } from '../confirm.js';
 import { badge, fill, h, problem, time } from '../dom.js';
 import { channelList } from '../live.js';
+import { canOperate, roleNote } from '../session.js';
 
 const STATUSES = ['received', 'filtered', 'transformed', 'queued', 'sent', 'error'];
 const PAGE_SIZE = 50;
@@ -29,6 +32,9 @@ export const renderMessages = (main, initial) => {
   const results = h('div', { class: 'results' });
   const count = h('p', { class: 'result-count', role: 'status' });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Result pages' });
+  const resendAll = h('button', { type: 'button', hidden: true }, 'Resend shown');
+  const flash = h('p', { class: 'flash', role: 'status' });
+  let shown = [];
 
   // Cursors of the pages before this one, for "Newer": the API pages only towards older messages.
   let trail = [];
@@ -94,6 +100,11 @@ export const renderMessages = (main, initial) => {
         cursor: query.get('cursor') ?? undefined,
       });
       if (mine !== loading) return;
+      shown = page.items;
+      resendAll.hidden = shown.length === 0;
+      resendAll.textContent = `Resend ${shown.length} shown`;
+      resendAll.disabled = !canOperate();
+      resendAll.title = canOperate() ? '' : roleNote;
       fill(results, page.items.length ? table(page.items) : h('p', { class: 'muted empty' }, 'No messages match.'));
       const first = query.get('cursor') ? 'Older messages' : 'Newest messages';
       count.textContent = page.items.length
@@ -119,6 +130,29 @@ export const renderMessages = (main, initial) => {
     }
   };
 
+  resendAll.onclick = async () => {
+    const messages = shown;
+    const channels = [...new Set(messages.map((m) => m.channel))].join(', ');
+    const confirmed = await confirmAction({
+      title: `Resend ${messages.length} messages?`,
+      body: `Their received bytes enter ${channels} again as new messages, oldest first, and go through the script and every destination; receivers may get them twice.`,
+      confirm: 'Resend all',
+    });
+    if (!confirmed) return;
+    resendAll.disabled = true;
+    try {
+      const { resent, failed } = await post('/api/messages/resend', { ids: messages.map((m) => m.id) });
+      const failures = failed.map((f) => `${f.id}: ${f.error.code}: ${f.error.message}`).join('; ');
+      fill(flash, `Resent ${resent.length} of ${messages.length} as new messages.${failed.length ? ` Not resent: ${failures}` : ''}`);
+      flash.classList.toggle('flash-error', failed.length > 0);
+    } catch (error) {
+      fill(flash, `Could not resend: ${error.code}: ${error.message}`);
+      flash.classList.add('flash-error');
+    } finally {
+      resendAll.disabled = !canOperate();
+    }
+  };
+
   const update = ({ query: next }) => {
     query = next;
     for (const key of FILTERS) controls[key].value = query.get(key) ?? '';
@@ -139,7 +173,8 @@ export const renderMessages = (main, initial) => {
       field('filter-to', 'Received until', to),
       h('div', { class: 'field buttons' }, h('button', { type: 'submit', class: 'primary' }, 'Search'), h('a', { href: '#/messages', class: 'button' }, 'Clear')),
     ),
-    count,
+    h('div', { class: 'result-head' }, count, resendAll),
+    flash,
     results,
     pager,
   );

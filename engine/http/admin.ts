@@ -18,6 +18,7 @@ import type { MessageStore } from '../store/message-store.ts';
 import { actorOf, createAuth, principalOf } from './auth.ts';
 import { createEventStream, type EventStreamOptions } from './event-stream.ts';
 import { createMetrics } from './metrics.ts';
+import { badRequest, readJsonObject } from './read-json.ts';
 import { sourceIntakeOptions } from '../sources/intake-options.ts';
 import { serveUi } from './static-ui.ts';
 
@@ -45,9 +46,9 @@ export interface AdminDeps {
 
 const DEFAULT_UI_DIR = fileURLToPath(new URL('../../admin-ui/', import.meta.url));
 const MAX_AUDIT_PAGE = 1000;
-
-const badRequest = (message: string): FerryError =>
-  new FerryError('API_BAD_REQUEST', message, { details: { status: 400 } });
+/** Messages one bulk resend may name (a page of the message browser is 50). */
+const MAX_RESEND_BATCH = 500;
+const MAX_RESEND_BODY = 64 * 1024;
 
 const optionalTime = (value: unknown, name: string): number | undefined => {
   if (typeof value !== 'string' || value === '') return undefined;
@@ -196,13 +197,13 @@ export const adminApp = (deps: AdminDeps): Koa => {
     ctx.body = message;
   });
 
-  router.post('/api/messages/:id/resend', auth.allow('operator'), async (ctx) => {
-    const original = store.load(ctx.params['id']!);
-    if (!original) throw notFound('MESSAGE_NOT_FOUND', `no message ${ctx.params['id']}`);
+  /** Puts a stored message's received bytes through its channel's intake again, as a new message; audited. */
+  const resend = async (id: string, actor: string): Promise<{ id: string }> => {
+    const original = store.load(id);
+    if (!original) throw notFound('MESSAGE_NOT_FOUND', `no message ${id}`);
     const channel = channels.get(original.channel);
     if (!channel) throw notFound('CHANNEL_NOT_FOUND', `no channel named ${original.channel} (the message's channel is no longer configured)`);
-    const actor = actorOf(principalOf(ctx));
-    // Through the channel's intake, like any new message: logged and queued before the 201.
+    // Through the channel's intake, like any new message: logged and queued before the answer.
     const result = await channel.intake.accept(original.raw, {
       source: `resend by ${actor}`,
       ...sourceIntakeOptions(channel.config.source),
@@ -212,9 +213,7 @@ export const adminApp = (deps: AdminDeps): Koa => {
     switch (result.kind) {
       case 'accepted':
         adminStore.audit({ user: actor, action: 'resend', target: original.id, detail: `as ${result.id}` });
-        ctx.status = 201;
-        ctx.body = { id: result.id };
-        return;
+        return { id: result.id };
       case 'ignored':
         throw new FerryError('API_BAD_REQUEST', 'the message is an HL7 acknowledgement; channels ignore those', { details: { status: 422 } });
       case 'rejected':
@@ -222,6 +221,35 @@ export const adminApp = (deps: AdminDeps): Koa => {
       case 'failed':
         throw new FerryError(result.error.code, result.error.message, { details: { status: 503 } });
     }
+  };
+
+  router.post('/api/messages/:id/resend', auth.allow('operator'), async (ctx) => {
+    ctx.body = await resend(ctx.params['id']!, actorOf(principalOf(ctx)));
+    ctx.status = 201;
+  });
+
+  // Many at once, e.g. every message that errored while a receiver was broken: each is resent as
+  // above and reported on its own, so one that cannot be resent does not stop the others.
+  router.post('/api/messages/resend', auth.allow('operator'), async (ctx) => {
+    const { ids } = await readJsonObject(ctx, MAX_RESEND_BODY);
+    if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_RESEND_BATCH || !ids.every((id) => typeof id === 'string' && id !== '')) {
+      throw badRequest(`ids must be a list of 1 to ${MAX_RESEND_BATCH} message ids`);
+    }
+    // Oldest first, so that each channel receives them again in the order it first did.
+    const received = (id: string): number => store.load(id)?.receivedAt ?? Number.POSITIVE_INFINITY;
+    const ordered = [...new Set(ids as string[])].sort((a, b) => received(a) - received(b) || (a < b ? -1 : a > b ? 1 : 0));
+    const actor = actorOf(principalOf(ctx));
+    const resent: Array<{ id: string; as: string }> = [];
+    const failed: Array<{ id: string; error: { code: string; message: string } }> = [];
+    for (const id of ordered) {
+      try {
+        resent.push({ id, as: (await resend(id, actor)).id });
+      } catch (error) {
+        if (!isFerryError(error)) logger.error({ err: error, id }, 'resend failed');
+        failed.push({ id, error: isFerryError(error) ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'internal error' } });
+      }
+    }
+    ctx.body = { resent, failed };
   });
 
   router.get('/api/events', auth.allow('viewer'), (ctx) => {

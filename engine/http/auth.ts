@@ -7,7 +7,7 @@ import type { Sessions } from '../auth/sessions.ts';
 import { roleAllows, tokenSha256, type Role, type UserDirectory } from '../auth/users.ts';
 import { FerryError } from '../errors.ts';
 import type { AdminStore } from '../store/admin-store.ts';
-import { readBody } from './read-body.ts';
+import { badRequest, readJsonObject } from './read-json.ts';
 
 // Who is calling the admin API, and may they: a login session (cookie + CSRF token), an API token
 // (Authorization: Bearer), or — only while no user is configured and the listener is loopback-only —
@@ -40,8 +40,6 @@ export const isLoopbackHost = (host: string): boolean =>
 const fail = (code: 'AUTH_REQUIRED' | 'AUTH_FAILED' | 'AUTH_CSRF' | 'AUTH_FORBIDDEN', message: string): FerryError =>
   new FerryError(code, message, { details: { status: code === 'AUTH_CSRF' || code === 'AUTH_FORBIDDEN' ? 403 : 401 } });
 
-const badRequest = (message: string): FerryError => new FerryError('API_BAD_REQUEST', message, { details: { status: 400 } });
-
 const sameSecret = (a: string, b: string): boolean => {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
@@ -62,22 +60,6 @@ const checkOrigin = (ctx: Koa.Context): void => {
     host = '';
   }
   if (host !== ctx.host) throw fail('AUTH_CSRF', `cross-site request from ${origin} refused`);
-};
-
-const readJson = async (ctx: Koa.Context): Promise<Record<string, unknown>> => {
-  // A JSON content type cannot be sent cross-site without a CORS preflight, which this API never grants.
-  if (!ctx.is('application/json')) throw badRequest('send the body as application/json');
-  const read = await readBody(ctx.req, MAX_LOGIN_BODY);
-  if (read.kind === 'too-large') ctx.set('Connection', 'close'); // the rest is never read
-  if (read.kind !== 'ok') throw badRequest(read.kind === 'too-large' ? 'the body is too large' : 'the body was cut short');
-  let value: unknown;
-  try {
-    value = JSON.parse(read.body.toString('utf8'));
-  } catch {
-    throw badRequest('the body is not valid JSON');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest('the body must be a JSON object');
-  return value as Record<string, unknown>;
 };
 
 export interface AuthDeps {
@@ -169,7 +151,7 @@ export const createAuth = (deps: AuthDeps): Auth => {
     routes(router) {
       router.post('/api/login', async (ctx) => {
         checkOrigin(ctx);
-        const body = await readJson(ctx);
+        const body = await readJsonObject(ctx, MAX_LOGIN_BODY);
         const username = typeof body['username'] === 'string' ? body['username'].trim().toLowerCase().slice(0, 64) : '';
         const password = typeof body['password'] === 'string' ? body['password'] : '';
         if (!username || !password) throw badRequest('username and password are required');

@@ -56,7 +56,7 @@ const openStream = async (base: string, headers: Record<string, string>): Promis
 };
 
 type Role = 'viewer' | 'operator' | 'admin';
-const endpoints: Array<{ method: string; path: (id: string) => string; needs: Role; ok: number }> = [
+const endpoints: Array<{ method: string; path: (id: string) => string; body?: (id: string) => unknown; needs: Role; ok: number }> = [
   { method: 'GET', path: () => '/api/session', needs: 'viewer', ok: 200 },
   { method: 'GET', path: () => '/api/channels', needs: 'viewer', ok: 200 },
   { method: 'GET', path: () => '/api/channels/adt', needs: 'viewer', ok: 200 },
@@ -66,6 +66,7 @@ const endpoints: Array<{ method: string; path: (id: string) => string; needs: Ro
   { method: 'POST', path: () => '/api/channels/adt/stop', needs: 'operator', ok: 200 },
   { method: 'POST', path: () => '/api/channels/adt/start', needs: 'operator', ok: 200 },
   { method: 'POST', path: (id) => `/api/messages/${id}/resend`, needs: 'operator', ok: 201 },
+  { method: 'POST', path: () => '/api/messages/resend', body: (id) => ({ ids: [id] }), needs: 'operator', ok: 200 },
   { method: 'GET', path: () => '/api/audit', needs: 'admin', ok: 200 },
 ];
 const rank = { viewer: 0, operator: 1, admin: 2 };
@@ -87,7 +88,7 @@ for (const via of ['session', 'token'] as const) {
           t.is(stream.type, 'text/event-stream; charset=utf-8', label);
           continue;
         }
-        const result = await client.call(endpoint.method, path, { headers: auth });
+        const result = await client.call(endpoint.method, path, { headers: auth, ...(endpoint.body && { body: endpoint.body(admin.messageId) }) });
         t.is(result.status, allowed ? endpoint.ok : 403, label);
         if (!allowed) {
           t.deepEqual(result.body, { error: { code: 'AUTH_FORBIDDEN', message: `${user.name} is ${user.role}; this needs ${endpoint.needs}` } }, label);
@@ -103,9 +104,11 @@ for (const via of ['session', 'token'] as const) {
       'otto stop adt',
       'otto start adt',
       `otto resend ${admin.messageId}`,
+      `otto resend ${admin.messageId}`,
       ...(via === 'session' ? ['ada login null'] : []),
       'ada stop adt',
       'ada start adt',
+      `ada resend ${admin.messageId}`,
       `ada resend ${admin.messageId}`,
     ];
     t.deepEqual(actions, expected);
@@ -117,7 +120,7 @@ test('no session or token: 401 AUTH_REQUIRED everywhere; a wrong token: 401 AUTH
   const client = admin.client();
   for (const endpoint of endpoints) {
     const path = endpoint.path(admin.messageId);
-    const result = path === '/api/events' ? await openStream(admin.base, {}) : await client.call(endpoint.method, path);
+    const result = path === '/api/events' ? await openStream(admin.base, {}) : await client.call(endpoint.method, path, endpoint.body && { body: endpoint.body(admin.messageId) });
     t.is(result.status, 401, path);
     t.deepEqual(result.body, { error: { code: 'AUTH_REQUIRED', message: 'log in or send an API token' } }, path);
   }

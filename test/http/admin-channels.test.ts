@@ -129,6 +129,37 @@ test('resend: a new message with parentId, logged before the 201, delivered — 
   });
 });
 
+test('bulk resend: oldest first whatever the order given, each reported; unknown ids fail alone; bad bodies are 400', async (t) => {
+  const engine = await setup(t);
+  for (const n of [1, 2, 3]) t.is(await engine.send(`B${n}`, `MRNB${n}`), 'AA');
+  const ids = await eventually(async () => {
+    const found = await Promise.all([1, 2, 3].map((n) => messageOf(engine, `MRNB${n}`, 'adt')));
+    return found.every((m) => m?.status === 'sent') ? found.map((m) => m.id as string) : undefined;
+  });
+  const post = async (body: unknown, type = 'application/json') => {
+    const response = await fetch(`${engine.base}/api/messages/resend`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify(body) });
+    return { status: response.status, body: await response.json() };
+  };
+
+  const unknown = '01HZX5J3Q8M4T2V7N6B9C0D1EF';
+  const result = await post({ ids: [ids[2], unknown, ids[0], ids[1], ids[0]] });
+  t.is(result.status, 200);
+  t.deepEqual(result.body.resent.map((r: { id: string }) => r.id), ids, 'oldest first, each once');
+  t.deepEqual(result.body.failed, [{ id: unknown, error: { code: 'MESSAGE_NOT_FOUND', message: `no message ${unknown}` } }]);
+  const copies = await Promise.all(result.body.resent.map(async (r: { as: string }) => (await engine.api('GET', `/api/messages/${r.as}`)).body));
+  t.deepEqual(copies.map((c) => [c.controlId, c.parentId, c.source]), ids.map((id, i) => [`B${i + 1}`, id, 'resend by (open mode)']));
+  t.deepEqual(copies.map((c) => c.receivedAt), copies.map((c) => c.receivedAt).sort(), 'received again in their first order');
+  await eventually(async () => {
+    const states = await Promise.all(result.body.resent.map(async (r: { as: string }) => (await engine.api('GET', `/api/messages/${r.as}`)).body.status));
+    return states.every((s) => s === 'sent') ? true : undefined;
+  });
+
+  for (const body of [{}, { ids: [] }, { ids: 'x' }, { ids: [1] }, { ids: Array.from({ length: 501 }, (_, i) => `m${i}`) }]) {
+    t.deepEqual(await post(body), { status: 400, body: { error: { code: 'API_BAD_REQUEST', message: 'ids must be a list of 1 to 500 message ids' } } }, JSON.stringify(body).slice(0, 40));
+  }
+  t.deepEqual(await post({ ids: [ids[0]] }, 'text/plain'), { status: 400, body: { error: { code: 'API_BAD_REQUEST', message: 'send the body as application/json' } } });
+});
+
 test('resend of a file-source message decodes it with the source\'s encoding, as on arrival', async (t) => {
   // 8859/15 without MSH-18: only the configured encoding says that byte 0xA4 is € (in 8859/1 it is ¤).
   const engine = await startTestEngine(

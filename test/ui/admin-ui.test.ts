@@ -222,6 +222,22 @@ test.serial('find the message by MRN, read its HL7 fields, resend it and open th
   t.regex((await page.locator('.facts').textContent()) ?? '', /resend by olivia/);
 });
 
+test.serial('resend every message shown: confirmation, then one flash with the count', async (t) => {
+  const { page } = operator;
+  await page.goto(`/#/messages?q=${MRN}&channel=adt-archive`);
+  // The original and the copy resent by the test before.
+  await page.getByRole('status').filter({ hasText: 'Newest messages: 2 shown.' }).waitFor();
+  await page.getByRole('button', { name: 'Resend 2 shown' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Resend 2 messages?' });
+  t.regex((await dialog.textContent()) ?? '', /enter adt-archive again as new messages, oldest first/);
+  await dialog.getByRole('button', { name: 'Resend all' }).click();
+  await page.getByRole('status').filter({ hasText: 'Resent 2 of 2 as new messages.' }).waitFor();
+  await screenshot(page, 'messages-resent');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('status').filter({ hasText: 'Newest messages: 4 shown.' }).waitFor();
+  t.is(await page.locator('table.messages tbody tr', { hasText: /resend by olivia/ }).count(), 3);
+});
+
 test.serial('channel page: config and script; a failing message and a compile error show up live', async (t) => {
   const { page } = operator;
   await page.goto('/#/');
@@ -332,6 +348,11 @@ test.serial('a viewer sees Start, Stop and Resend disabled', async (t) => {
   await page.goto(`/#/messages/${body.items.at(-1)!.id}`);
   await page.locator('table.hl7').waitFor();
   t.true(await page.getByRole('button', { name: 'Resend' }).isDisabled());
+  await page.goto(`/#/messages?q=${MRN}`);
+  const resendShown = page.getByRole('button', { name: /^Resend \d+ shown$/ });
+  await resendShown.waitFor();
+  t.true(await resendShown.isDisabled());
+  t.is(await resendShown.getAttribute('title'), 'Needs the operator or admin role');
   // The engine refuses the viewer too; the UI only mirrors it.
   const refused = await page.evaluate(async () => {
     const { csrfToken } = await (await fetch('/api/session')).json();
