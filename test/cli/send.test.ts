@@ -1,10 +1,10 @@
 import test from 'ava';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { fileTeardown } from '../helpers/file-teardown.ts';
 import { adtSegments } from '../helpers/hl7.ts';
 import { channelsYaml, writeProject } from '../helpers/project.ts';
 import { eventually, freePort, tempDir } from '../helpers/temp.ts';
@@ -31,11 +31,10 @@ interface MessageDetail extends MessageSummary {
 let dir = '';
 let mllp = '';
 let engine: EngineProcess;
-const cleanup: Array<() => unknown> = [];
+const collector = fileTeardown();
 
 test.before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ferry-send-'));
-  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir(collector, 'ferry-send-');
   const port = await freePort();
   const configFile = await writeProject(
     dir,
@@ -48,13 +47,9 @@ test.before(async () => {
     }),
   );
   await mkdir(join(dir, 'in'));
-  engine = await startEngineProcess({ teardown: (fn) => void cleanup.push(fn) }, configFile, dir);
+  engine = await startEngineProcess(collector, configFile, dir);
+  collector.teardown(() => engine.stop().catch(() => undefined));
   mllp = `127.0.0.1:${port}`;
-});
-
-test.after.always(async () => {
-  await engine?.stop().catch(() => undefined);
-  for (const step of cleanup.reverse()) await step();
 });
 
 /** The one message in the log with this control id, once it has reached `status`. */

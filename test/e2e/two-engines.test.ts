@@ -1,12 +1,12 @@
 import test from 'ava';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { signRequest } from '../../engine/auth/hmac.ts';
 import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { fileTeardown } from '../helpers/file-teardown.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
-import { eventually, freePort } from '../helpers/temp.ts';
+import { eventually, freePort, tempDir } from '../helpers/temp.ts';
 import { send, type SendOptions, type TestCerts } from '../https/helpers.ts';
 
 // Two engines on one machine, as two sites run them: A takes HL7 over MLLP and posts each message
@@ -31,8 +31,7 @@ interface Stage {
 const hl7 = (controlId: string): string =>
   [`MSH|^~\\&|REGSYS|HOSP|CENTRAL|HQ|20260101120000||ADT^A01^ADT_A01|${controlId}|P|2.5`, `PID|1||MRN-${controlId}^^^HOSP^MR||DOE^JOHN||19800101|M`].join('\r') + '\r';
 
-const teardowns: Array<() => unknown> = [];
-const collector = { teardown: (fn: () => unknown) => void teardowns.push(fn) };
+const collector = fileTeardown();
 
 let dir: string;
 let certs: TestCerts;
@@ -59,8 +58,7 @@ const siteA = () => certs.pem.clients['site-a']!;
 const toB = (path: string, options: SendOptions = {}) => send(`${bUrl}${path}`, { ca: certs.pem.ca, cert: siteA().cert, key: siteA().key, ...options });
 
 test.before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ferry-two-engines-'));
-  teardowns.push(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir(collector, 'ferry-two-engines-');
   const [bPort, sitePort, badPort, signedPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   bUrl = `https://127.0.0.1:${bPort}`;
 
@@ -143,10 +141,6 @@ channels:
   b = await startEngineProcess(collector, bConfig, dir);
   a = await startEngineProcess(collector, join(dir, 'a.yaml'), dir);
   mllp = { site: openMllpClient(collector, sitePort), bad: openMllpClient(collector, badPort), signed: openMllpClient(collector, signedPort) };
-});
-
-test.after.always(async () => {
-  for (const fn of teardowns.reverse()) await fn();
 });
 
 test.serial('every message arrives once, in order, under the same id in both logs', async (t) => {

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { readAck } from '../../engine/hl7/ack.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { fileTeardown } from '../helpers/file-teardown.ts';
 import { DELIVERY_FILENAME, loadMessage } from '../helpers/load.ts';
 import { openMllpClient, sendForAck, sendOnce } from '../helpers/mllp.ts';
 import { channelsYaml, tempProject } from '../helpers/project.ts';
@@ -32,11 +33,7 @@ interface Rig {
   engine: EngineProcess;
 }
 
-const teardowns: Array<() => Promise<void> | void> = [];
-test.after.always(async () => {
-  for (const teardown of teardowns.reverse()) await teardown();
-});
-const collector = { teardown: (fn: () => Promise<void> | void) => void teardowns.push(fn) };
+const collector = fileTeardown();
 
 let rigPromise: Promise<Rig> | undefined;
 /** One engine for the whole file; the cases run one after another. */
@@ -68,7 +65,7 @@ interface Raw {
 const connectRaw = async (port: number): Promise<Raw> => {
   const socket = net.connect(port, '127.0.0.1');
   socket.setNoDelay(true);
-  teardowns.push(() => void socket.destroy());
+  collector.teardown(() => void socket.destroy());
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
   socket.on('error', () => undefined); // resets are expected; `closed` reports them

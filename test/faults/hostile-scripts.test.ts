@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { fileTeardown } from '../helpers/file-teardown.ts';
 import { DELIVERY_FILENAME, loadMessage } from '../helpers/load.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
 import { channelsYaml, writeProject } from '../helpers/project.ts';
@@ -77,11 +78,7 @@ interface Rig {
   fetched: () => number;
 }
 
-const teardowns: Array<() => Promise<void> | void> = [];
-test.after.always(async () => {
-  for (const teardown of teardowns.reverse()) await teardown();
-});
-const collector = { teardown: (fn: () => Promise<void> | void) => void teardowns.push(fn) };
+const collector = fileTeardown();
 
 const writeConfig = async (dir: string, ports: Record<ChannelName, number>, fetchUrl: string): Promise<string> => {
   const channel = (name: ChannelName): string => `  - name: ${name}
@@ -105,7 +102,7 @@ const rig = (): Promise<Rig> =>
       response.end('reached');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    teardowns.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    collector.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = server.address();
     const fetchUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/`;
     const ports = { hostile: await freePort(), 'hostile-memory': await freePort() };

@@ -1,14 +1,15 @@
 import test from 'ava';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { openBrowser, screenshot, unnamedControls, type BrowserSession } from '../helpers/browser.ts';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { fileTeardown } from '../helpers/file-teardown.ts';
 import { connectOutcome } from '../helpers/listener.ts';
 import { sendOnConnection, sendOnce } from '../helpers/mllp.ts';
-import { freePort } from '../helpers/temp.ts';
+import { writeProject } from '../helpers/project.ts';
+import { freePort, tempDir } from '../helpers/temp.ts';
 
 // The web admin as a night-shift operator uses it, in Debian's Chromium: log in, watch the example
 // channels, stop one (its MLLP port then refuses connections) and start it again, send a message,
@@ -42,12 +43,10 @@ const exampleProject = async (dir: string, mllpPort: number): Promise<string> =>
   const original = await readFile(join(ROOT, 'channels.yaml'), 'utf8');
   const config = original.replace('port: 6661', `port: ${mllpPort}`).replace('port: 8470', 'port: 0');
   if (!config.includes(`port: ${mllpPort}`) || !config.includes('port: 0')) throw new Error('channels.yaml no longer has the ports this test rewrites');
-  await writeFile(join(dir, 'channels.yaml'), config);
-  return join(dir, 'channels.yaml');
+  return writeProject(dir, config);
 };
 
-const teardowns: Array<() => unknown> = [];
-const collector = { teardown: (fn: () => unknown) => void teardowns.push(fn) };
+const collector = fileTeardown();
 let engine: EngineProcess;
 let projectDir: string;
 let mllpPort: number;
@@ -55,8 +54,7 @@ let operator: BrowserSession;
 let viewer: BrowserSession | undefined;
 
 test.before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-ui-'));
-  collector.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(collector, 'ferry-ui-');
   projectDir = dir;
   mllpPort = await freePort();
   const config = await exampleProject(dir, mllpPort);
@@ -64,12 +62,7 @@ test.before(async () => {
   await addUser(dir, VIEWER);
   engine = await startEngineProcess(collector, config, dir);
   operator = await openBrowser(engine.adminUrl);
-});
-
-test.after.always(async () => {
-  await operator?.close();
-  await viewer?.close();
-  for (const fn of teardowns.reverse()) await fn();
+  collector.teardown(() => operator.close());
 });
 
 test.afterEach.always((t) => {
@@ -332,6 +325,7 @@ test.serial('a session that ends brings back the login, then the same page', asy
 
 test.serial('a viewer sees Start, Stop and Resend disabled', async (t) => {
   viewer = await openBrowser(engine.adminUrl);
+  collector.teardown(() => viewer?.close());
   const { page } = viewer;
   await page.goto('/');
   await logIn(page, VIEWER);
