@@ -19,17 +19,7 @@ import { startEngine, type Engine } from '../engine/engine.ts';
 import { describeError } from '../engine/errors.ts';
 import { readAck } from '../engine/hl7/ack.ts';
 import { createLogger } from '../engine/log.ts';
-
-// The ADT^A01 of the bench (about 530 bytes), MSH-10 and MRN varying.
-const adt = (controlId: string, n: number): string =>
-  [
-    `MSH|^~\\&|REGADT|GOODHEALTH|FERRY|GOODHEALTH|20240115083000||ADT^A01^ADT_A01|${controlId}|P|2.5|||AL|NE`,
-    'EVN|A01|20240115083000|||JSMITH^SMITH^JANE',
-    `PID|1||MRN${n}^^^GOODHEALTH^MR~987654321^^^USSSA^SS||DOE^JOHN^A||19800101|M|||123 MAIN ST^^SPRINGFIELD^IL^62701^USA||^PRN^PH^^^217^5550100|||S||ACCT${n}|`,
-    'NK1|1|DOE^JANE^M|SPO^Spouse^HL70063|||^PRN^PH^^^217^5550101',
-    'PV1|1|I|WARD1^101^A^GOODHEALTH||||1234^WELBY^MARCUS^^^DR|||MED||||ADM|||1234^WELBY^MARCUS^^^DR|IN||SELF|||||||||||||||||||GOODHEALTH|||||20240115082500',
-    'AL1|1|DA|PCN^Penicillin^L|SV|Hives',
-  ].join('\r') + '\r';
+import { benchAdt } from './workload.ts';
 
 const { values } = parseArgs({ options: { messages: { type: 'string', default: '100000' }, connections: { type: 'string', default: '8' } } });
 const total = Number(values.messages);
@@ -87,7 +77,7 @@ channels:
       const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 30_000 });
       try {
         for (let n = next++; n < total; n = next++) {
-          const ack = readAck((await client.send(adt(`B${String(n).padStart(7, '0')}`, n))).toString('latin1'));
+          const ack = readAck((await client.send(benchAdt(`B${String(n).padStart(7, '0')}`, n))).toString('latin1'));
           if (ack.code !== 'AA') throw new Error(`message ${n}: ${ack.code} ${ack.text}`);
         }
       } finally {
@@ -109,7 +99,7 @@ channels:
   const perJob = (after.used - before.used) / total;
   const perMessageDb = (dbAfter - dbBefore) / total;
 
-  console.log(`backlog: ${total} ADT^A01 messages of ${Buffer.byteLength(adt('B0000000', 0))} bytes, accepted in ${(sentMs / 1000).toFixed(1)} s over ${connections} connections (${Math.round(total / (sentMs / 1000))} msg/s), all queued for one blocked destination (${queue} jobs waiting)`);
+  console.log(`backlog: ${total} ADT^A01 messages of ${benchAdt('B0000000', 0).length} bytes, accepted in ${(sentMs / 1000).toFixed(1)} s over ${connections} connections (${Math.round(total / (sentMs / 1000))} msg/s), all queued for one blocked destination (${queue} jobs waiting)`);
   console.log(`redis: used_memory ${(before.used / MB).toFixed(1)} MB → ${(after.used / MB).toFixed(1)} MB, keys ${before.keys} → ${after.keys}: ${perJob.toFixed(0)} bytes per queued message`);
   console.log(`message log: messages.db + WAL ${(dbBefore / MB).toFixed(1)} MB → ${(dbAfter / MB).toFixed(1)} MB: ${perMessageDb.toFixed(0)} bytes per message (content, search index, stages)`);
   console.log(`engine process RSS (this process, sender included): ${(rssBefore / MB).toFixed(0)} MB → ${(process.memoryUsage().rss / MB).toFixed(0)} MB`);

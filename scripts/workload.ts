@@ -1,5 +1,6 @@
-// The workload shared by the measuring scripts (bench.ts, sandbox-cost.ts): one realistic ADT^A01 and
-// the translator a typical ADT archive feed runs, so their figures describe the same work.
+// The workload shared by the measuring scripts (bench.ts, sandbox-cost.ts, backlog-memory.ts): one
+// realistic ADT^A01 and the translator a typical ADT archive feed runs, so their figures describe the
+// same work.
 
 // A realistic ADT^A01 of about 530 bytes; MSH-10 and the MRN differ per message.
 export const benchAdt = (controlId: string, n: number): Buffer =>
