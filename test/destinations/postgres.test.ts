@@ -6,6 +6,7 @@ import type { Delivery } from '../../engine/destinations/destination.ts';
 import { classifyPostgresError, describeTarget, postgresDestination } from '../../engine/destinations/postgres.ts';
 import { FerryError, isFerryError, type ErrorCode } from '../../engine/errors.ts';
 import { encodeHl7 } from '../../engine/hl7/charset.ts';
+import { captureLogger } from '../helpers/logger.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { freePort } from '../helpers/temp.ts';
 import { tcpProxy } from '../helpers/tcp-proxy.ts';
@@ -56,8 +57,7 @@ const config = (sql: string, overrides: Partial<PostgresDestinationConfig> = {})
 });
 
 const writer = (t: ExecutionContext, cfg: PostgresDestinationConfig) => {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const { logger, lines } = captureLogger();
   const dest = postgresDestination(cfg, { logger, channel: 'adt' });
   t.teardown(() => dest.close());
   return { dest, lines };

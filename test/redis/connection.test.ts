@@ -1,5 +1,4 @@
 import { stat } from 'node:fs/promises';
-import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { pino } from 'pino';
@@ -12,22 +11,11 @@ import {
   type RedisAddress,
 } from '../../engine/redis/connection.ts';
 import { embeddedRedis } from '../../engine/redis/embedded.ts';
+import { captureLogger } from '../helpers/logger.ts';
 import { startTestRedis } from '../helpers/redis.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const silent = pino({ level: 'silent' });
-
-/** A logger whose lines land in an array. */
-const capture = () => {
-  const lines: Array<{ level: number; msg: string; err?: unknown }> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(JSON.parse(String(chunk)));
-      done();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-};
 
 const until = async (what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs;
@@ -82,7 +70,7 @@ test('createRedis logs one line per transition, not one per reconnect attempt', 
   const redis = embeddedRedis({ dir, logger: silent, appendonly: false });
   t.teardown(() => redis.stop());
   const { path: socket } = await redis.start();
-  const { logger, lines } = capture();
+  const { logger, lines } = captureLogger();
   const client = createRedis({ path: socket }, logger);
   t.teardown(() => client.disconnect());
   const messages = () => lines.map((line) => line.msg);

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { FerryError } from '../../engine/errors.ts';
 import { mllpSource, type MllpPeer, type MllpSourceOptions } from '../../engine/sources/mllp.ts';
+import { captureLogger } from '../helpers/logger.ts';
 
 const VT = '\x0b';
 const FS = '\x1c';
@@ -18,12 +19,9 @@ const frame = (text: string): Buffer => Buffer.from(`${VT}${text}${FS}\r`, 'lati
 const msg = (id: string): string => `MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000||ADT^A01|${id}|P|2.5\rPID|1||${id}^^^HOSP^MR\r`;
 const ack = (payload: Buffer): string => `MSH|^~\\&|FERRY|X|LAB|HOSP|20240101120000||ACK|A|P|2.5\rMSA|AA|${/\|ADT\^A01\|([^|]+)\|/.exec(payload.toString('latin1'))?.[1]}\r`;
 
-type LogLine = { level: number; msg: string; code?: string; [key: string]: unknown };
-
 /** Starts a source on port 0 with a logger that records its lines; stopped in teardown. */
 const startSource = async (t: ExecutionContext, overrides: Partial<MllpSourceOptions> = {}) => {
-  const lines: LogLine[] = [];
-  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+  const { logger, lines } = captureLogger();
   const calls: Array<{ payload: string; peer: MllpPeer }> = [];
   const source = mllpSource({
     host: '127.0.0.1',
