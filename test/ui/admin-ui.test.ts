@@ -1,14 +1,14 @@
 import test from 'ava';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { openBrowser, screenshot, unnamedControls, type BrowserSession } from '../helpers/browser.ts';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
+import { writeExampleProject } from '../helpers/example-project.ts';
 import { fileTeardown } from '../helpers/file-teardown.ts';
 import { connectOutcome } from '../helpers/listener.ts';
 import { sendOnConnection, sendOnce } from '../helpers/mllp.ts';
-import { writeProject } from '../helpers/project.ts';
 import { freePort, tempDir } from '../helpers/temp.ts';
 
 // The web admin as a night-shift operator uses it, in Debian's Chromium: log in, watch the example
@@ -37,15 +37,6 @@ const addUser = async (dir: string, user: typeof OPERATOR): Promise<void> => {
   if (run.code !== 0) throw new Error(`ferry user add exited ${run.code}: ${run.stdout}${run.stderr}`);
 };
 
-/** The repository's own example (channels.yaml + channels/), on free ports in a temp folder. */
-const exampleProject = async (dir: string, mllpPort: number): Promise<string> => {
-  await cp(join(ROOT, 'channels'), join(dir, 'channels'), { recursive: true });
-  const original = await readFile(join(ROOT, 'channels.yaml'), 'utf8');
-  const config = original.replace('port: 6661', `port: ${mllpPort}`).replace('port: 8470', 'port: 0');
-  if (!config.includes(`port: ${mllpPort}`) || !config.includes('port: 0')) throw new Error('channels.yaml no longer has the ports this test rewrites');
-  return writeProject(dir, config);
-};
-
 const collector = fileTeardown();
 let engine: EngineProcess;
 let projectDir: string;
@@ -57,7 +48,7 @@ test.before(async () => {
   const dir = await tempDir(collector, 'ferry-ui-');
   projectDir = dir;
   mllpPort = await freePort();
-  const config = await exampleProject(dir, mllpPort);
+  const config = await writeExampleProject(dir, mllpPort);
   await addUser(dir, OPERATOR);
   await addUser(dir, VIEWER);
   engine = await startEngineProcess(collector, config, dir);

@@ -1,22 +1,15 @@
 import test from 'ava';
-import { cp, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openBrowser, screenshot, unnamedControls } from '../helpers/browser.ts';
 import { startEngineProcess } from '../helpers/engine-process.ts';
+import { writeExampleProject } from '../helpers/example-project.ts';
 import { freePort, tempDir } from '../helpers/temp.ts';
 
 // With no users configured the admin needs no login, listens on loopback only, and the UI says so.
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
 test('no users: no login form, a banner explains the loopback-only open mode', async (t) => {
   const dir = await tempDir(t, 'ferry-ui-open-');
   const port = await freePort();
-  await cp(join(ROOT, 'channels'), join(dir, 'channels'), { recursive: true });
-  const config = (await readFile(join(ROOT, 'channels.yaml'), 'utf8')).replace('port: 6661', `port: ${port}`).replace('port: 8470', 'port: 0');
-  await writeFile(join(dir, 'channels.yaml'), config);
-  const engine = await startEngineProcess(t, join(dir, 'channels.yaml'), dir);
+  const engine = await startEngineProcess(t, await writeExampleProject(dir, port), dir);
   const browser = await openBrowser(engine.adminUrl);
   t.teardown(() => browser.close());
   const { page } = browser;
