@@ -6,6 +6,7 @@ import type { MllpClient } from '../../engine/clients/mllp.ts';
 import { runFerry, startEngineProcess, type EngineProcess } from '../helpers/engine-process.ts';
 import { fileTeardown } from '../helpers/file-teardown.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
+import { channelsYaml } from '../helpers/project.ts';
 import { eventually, freePort, tempDir } from '../helpers/temp.ts';
 import { send, type SendOptions, type TestCerts } from '../https/helpers.ts';
 
@@ -81,13 +82,11 @@ test.before(async () => {
   bConfig = join(dir, 'b.yaml');
   await writeFile(
     bConfig,
-    `engine:
-  data: ./data-b
-  admin: { host: 127.0.0.1, port: 0 }
-  tokens: ./tokens.yaml
-  https: { host: 127.0.0.1, port: ${bPort}, cert: certs/server.crt, key: certs/server.key, ca: certs/ca.crt, clientCert: require }
-channels:
-  - name: adt-in
+    channelsYaml({
+      data: './data-b',
+      engine: `tokens: ./tokens.yaml
+https: { host: 127.0.0.1, port: ${bPort}, cert: certs/server.crt, key: certs/server.key, ca: certs/ca.crt, clientCert: require }`,
+      channels: `  - name: adt-in
     source: { type: https, path: /in/adt, auth: token }
     destinations: [{ name: files, type: file, dir: ./out/b/adt, filename: "{controlId}.hl7" }]
   - name: lab-in
@@ -103,6 +102,7 @@ channels:
     source: { type: https, path: /in/small, auth: none, maxBody: 1KB }
     destinations: [{ name: files, type: file, dir: ./out/b/small }]
 `,
+    }),
   );
   const token = async (args: string[]): Promise<string> => {
     const run = await runFerry(['token', ...args, '-c', 'b.yaml'], { cwd: dir });
@@ -119,11 +119,9 @@ channels:
     `{ name: central, type: https, url: "${bUrl}${path}", ca: certs/ca.crt, cert: certs/clients/site-a.crt, key: certs/clients/site-a.key, ${extra} }`;
   await writeFile(
     join(dir, 'a.yaml'),
-    `engine:
-  data: ./data-a
-  admin: { host: 127.0.0.1, port: 0 }
-channels:
-  - name: site
+    channelsYaml({
+      data: './data-a',
+      channels: `  - name: site
     source: { type: mllp, port: ${sitePort} }
     destinations:
       - ${central('/in/adt', `token: "${tokens.adt}", retry: { attempts: 0, delay: 200ms, maxDelay: 1s }, circuitBreaker: { failures: 3, cooldown: 1s }`)}
@@ -136,6 +134,7 @@ channels:
     destinations:
       - ${central('/in/signed', `hmac: { keyId: site-a-signer, secret: "${tokens.hmac}" }, retry: { attempts: 0, delay: 200ms, maxDelay: 1s }`)}
 `,
+    }),
   );
 
   b = await startEngineProcess(collector, bConfig, dir);
