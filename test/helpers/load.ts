@@ -1,9 +1,8 @@
 // Load for the fault tests and `npm run soak`: the project they run (an MLLP channel handing off to a
-// second one), MLLP senders that behave like HL7 interfaces (one
-// message at a time per connection, each resent until it gets AA), a watcher that records every file
-// a destination delivers in the order it appears, and the check that ties both together — what was
-// acknowledged, delivered, lost, delivered twice, and whether each connection's messages arrived in
-// the order they were sent.
+// second one), MLLP senders that behave like HL7 interfaces (one message at a time per connection,
+// each resent until it gets AA), a watcher that records every file a destination delivers in the
+// order it appears, and the check that ties both together — what was acknowledged, delivered, lost,
+// delivered twice, and whether each connection's messages arrived in the order they were sent.
 
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -11,8 +10,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mllpClient } from '../../engine/clients/mllp.ts';
 import { isFerryError } from '../../engine/errors.ts';
-import { readAck } from '../../engine/hl7/ack.ts';
 import { adtMessage } from './hl7.ts';
+import { sendForAck } from './mllp.ts';
 import { channelsYaml } from './project.ts';
 
 /** An ADT^A01 whose MSH-10 is `controlId`; `sender` is MSH-3 (a load's messages share one). */
@@ -108,7 +107,7 @@ export const startLoad = (options: LoadOptions): Load => {
           const startedAt = Date.now();
           let outcome: string;
           try {
-            const ack = readAck((await client.send(message(controlId))).toString('latin1'));
+            const ack = await sendForAck(client, message(controlId));
             outcome = ack.controlId === controlId ? ack.code : `wrong MSA-2 ${ack.controlId}`;
           } catch (error) {
             outcome = `none:${isFerryError(error) ? error.code : String(error)}`;
