@@ -227,6 +227,9 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
       const context = await target.createContext();
       const handles: Array<{ release(): void }> = [code];
       try {
+        // Scripts have no use for WebAssembly, whose memories the isolate's memory limit does not
+        // cover: it is gone before any code runs (V8 dropped the --no-expose-wasm flag in Node 24).
+        await context.eval('delete globalThis.WebAssembly');
         const preludeExports = await preludeScript.run(context, { reference: true });
         handles.push(preludeExports);
         let scriptExports: IsolatedVM.Reference<unknown>;

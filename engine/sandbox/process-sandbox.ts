@@ -146,9 +146,8 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
     refuseIfClosed();
     const [program, prelude] = await Promise.all([hostCode(), preludeCode()]);
     // The program comes on stdin (`-`); the arguments after it only name the process in `ps`.
-    // isolated-vm needs --no-node-snapshot, as in the engine (engine/bin/ferry.js); scripts have no
-    // use for WebAssembly, whose memories the isolate's limit does not cover.
-    const flags = ['--no-node-snapshot', '--no-expose-wasm', '--input-type=module'];
+    // isolated-vm needs --no-node-snapshot, as in the engine (engine/bin/ferry.js).
+    const flags = ['--no-node-snapshot', '--input-type=module'];
     const child = spawnProcess(process.execPath, [...flags, '-', 'ferry-sandbox', channel], {
       // V8's serializer: 3× faster than JSON for a 1 MB message (8× for non-ASCII text), ~17 µs slower for 0.5 KB.
       serialization: 'advanced',

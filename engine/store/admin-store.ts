@@ -1,7 +1,7 @@
-import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FerryError } from '../errors.ts';
+import { Database, type SqliteDatabase } from './sqlite.ts';
 
 // What the admin API changes and must remember across restarts, in its own small SQLite file next
 // to the message log (data/admin.db): the state each channel was set to through the API, and the
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS audit (
 
 export const openAdminStore = (file: string): AdminStore => {
   mkdirSync(dirname(file), { recursive: true });
-  let db: Database.Database;
+  let db: SqliteDatabase;
   try {
     db = new Database(file);
     db.pragma('journal_mode = WAL');

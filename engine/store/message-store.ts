@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createBatcher } from '../batcher.ts';
@@ -15,6 +14,7 @@ import {
   type Status,
 } from '../message.ts';
 import { schemaSql } from './schema.ts';
+import { Database, type SqliteDatabase } from './sqlite.ts';
 
 // The message log: every message, each stage's status, content and error, in one SQLite file
 // under the data folder. Writes are group-committed (one transaction per event-loop turn); a
@@ -162,14 +162,14 @@ const SUMMARY_COLUMNS =
   'seq, id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, error';
 
 /** Brings a message log written by an older Ferry up to this schema, in place. */
-const migrate = (db: Database.Database): void => {
+const migrate = (db: SqliteDatabase): void => {
   const outputColumns = db.pragma('table_info(outputs)') as Array<{ name: string }>;
   if (!outputColumns.some((c) => c.name === 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
 };
 
 export const openMessageStore = (file: string): MessageStore => {
   mkdirSync(dirname(file), { recursive: true });
-  let db: Database.Database;
+  let db: SqliteDatabase;
   try {
     db = new Database(file);
     db.pragma('journal_mode = WAL');

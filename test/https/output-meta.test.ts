@@ -1,5 +1,5 @@
 import test from 'ava';
-import Database from 'better-sqlite3';
+import { Database } from '../../engine/store/sqlite.ts';
 import { join } from 'node:path';
 import { openMessageStore } from '../../engine/store/message-store.ts';
 import { tempDir } from '../helpers/temp.ts';

@@ -1,6 +1,6 @@
 import type { ExecutionContext } from 'ava';
 import test from 'ava';
-import Database from 'better-sqlite3';
+import { Database, type SqliteDatabase } from '../../engine/store/sqlite.ts';
 import { join } from 'node:path';
 import { FerryError } from '../../engine/errors.ts';
 import { newMessageId } from '../../engine/ids.ts';
@@ -16,7 +16,7 @@ const open = async (t: ExecutionContext): Promise<{ store: MessageStore; file: s
 };
 
 /** A second, read-only connection to look at rows the store's API does not show (search, stages). */
-const peek = (t: ExecutionContext, file: string): Database.Database => {
+const peek = (t: ExecutionContext, file: string): SqliteDatabase => {
   const db = new Database(file, { readonly: true });
   t.teardown(() => db.close());
   return db;
