@@ -8,9 +8,12 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
+import { mllpClient, type MllpTlsOptions } from '../../engine/clients/mllp.ts';
 import { FerryError } from '../../engine/errors.ts';
 import { mllpSource, type MllpPeer, type MllpSourceOptions } from '../../engine/sources/mllp.ts';
+import { makeCerts } from '../https/helpers.ts';
 import { captureLogger } from '../helpers/logger.ts';
+import { eventually } from '../helpers/temp.ts';
 
 const VT = '\x0b';
 const FS = '\x1c';
@@ -335,4 +338,45 @@ test('interop: python-hl7 mllp_send gets our replies', async (t) => {
   t.deepEqual(calls.map((c) => c.payload), [msg('PY1').slice(0, -1), msg('PY2').slice(0, -1)]);
   // mllp_send prints each raw reply, framing included, followed by a newline.
   t.is(stdout, calls.map((c) => `${frame(ack(Buffer.from(c.payload))).toString('latin1')}\n`).join(''));
+});
+
+// MLLP over TLS: senders that speak TLS are served as over TCP; plain TCP and, when required,
+// clients without a certificate from the CA never reach the handler.
+
+const sendOverTls = async (port: number, tls: MllpTlsOptions): Promise<string> => {
+  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 5_000, tls });
+  try {
+    return (await client.send(msg('T1'))).toString('latin1');
+  } finally {
+    await client.close();
+  }
+};
+
+test('over TLS a sender trusting the CA is answered; a plain TCP sender is not, and nothing reaches the handler', async (t) => {
+  const certs = await makeCerts(t);
+  const { address, calls, lines } = await startSource(t, { tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, clientCert: 'none' } });
+  t.is(await sendOverTls(address.port, { ca: certs.pem.ca }), ack(Buffer.from(msg('T1'))));
+  t.is(calls.length, 1);
+  t.is(calls[0]!.peer.clientName, undefined, 'no client certificate was asked for');
+
+  const plain = await rawClient(t, address.port);
+  plain.socket.write(frame(msg('T2')));
+  t.true(await isClosedWithin(plain.closed, 5_000));
+  t.false(plain.received().includes('MSA|'), 'no ACK in the clear');
+  t.is(calls.length, 1);
+  await eventually(() => lines.find((l) => /^MLLP TLS handshake failed: /.test(l.msg)), 5_000, 'the handshake failure to be logged');
+});
+
+test('over TLS with clientCert: require, only senders with a certificate from the CA get in, and are named', async (t) => {
+  const certs = await makeCerts(t, ['site-a']);
+  const other = await makeCerts(t, ['intruder']);
+  const { address, calls } = await startSource(t, { tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, clientCert: 'require' } });
+  const siteA = certs.pem.clients['site-a']!;
+  t.is(await sendOverTls(address.port, { ca: certs.pem.ca, cert: siteA.cert, key: siteA.key }), ack(Buffer.from(msg('T1'))));
+  t.is(calls[0]!.peer.clientName, 'site-a');
+
+  await t.throwsAsync(sendOverTls(address.port, { ca: certs.pem.ca }), undefined, 'no certificate');
+  const intruder = other.pem.clients['intruder']!;
+  await t.throwsAsync(sendOverTls(address.port, { ca: certs.pem.ca, cert: intruder.cert, key: intruder.key }), undefined, "another CA's certificate");
+  t.is(calls.length, 1, 'refused senders never reach the handler');
 });
