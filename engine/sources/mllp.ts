@@ -5,7 +5,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { reloadCertificates, serverContext, type CertificateReload } from '../auth/certificate-reload.ts';
-import type { MllpListenerTls } from '../config.ts';
+import type { MllpListenerTls, MllpSourceConfig } from '../config.ts';
 import { FerryError, errorText } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
 
@@ -18,14 +18,8 @@ export interface MllpPeer {
   clientName?: string;
 }
 
-export interface MllpSourceOptions {
-  host: string;
-  port: number;
-  maxFrameBytes: number;
-  idleTimeoutMs: number;
-  maxConnections: number;
-  /** MLLP over TLS. */
-  tls?: MllpListenerTls;
+/** The channel's `mllp` source settings, and what the listener reports to. */
+export interface MllpSourceOptions extends Omit<MllpSourceConfig, 'type'> {
   logger: Logger;
   /** Returns the reply to frame back to the sender, or null to send none (never ACK an ACK). */
   handle: (payload: Buffer, peer: MllpPeer) => Promise<Uint8Array | string | null>;
