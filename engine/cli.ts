@@ -10,14 +10,15 @@ import { USER_USAGE, userCommand } from './user-command.ts';
 import { FerryError, describeError, isFerryError } from './errors.ts';
 import { readAck } from './hl7/ack.ts';
 import { splitMessages } from './hl7/batch.ts';
-import { createLogger } from './log.ts';
+import { LOG_FORMATS, createLogger, defaultLogFormat, type LogFormat } from './log.ts';
 import { checkScripts } from './sandbox/check.ts';
 
 // The `ferry` command's subcommands. With engine/bin/ferry.js (which loads it), the only place that
 // reads argv, prints for people and handles signals.
 
 const USAGE = `usage:
-  ferry start [-c channels.yaml]          run the engine
+  ferry start [-c channels.yaml] [--log json|pretty]
+                                          run the engine (logs: pretty on a terminal, else JSON lines)
   ferry check [-c channels.yaml]          validate the config and type-check the scripts
   ferry send <host:port> <file…> [--timeout 10s] [--raw] [--tls] [--ca file] [--cert file --key file]
                                           send HL7 files over MLLP (over TLS with --tls or a TLS file) and print each ACK
@@ -37,6 +38,8 @@ ${USER_USAGE}`;
 
 const usage = (message: string): FerryError => new FerryError('CLI_USAGE', `${message}\n${USAGE}`);
 
+const isLogFormat = (value: string): value is LogFormat => (LOG_FORMATS as readonly string[]).includes(value);
+
 const seconds = (value: string): number => {
   const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value);
   if (!match) throw usage(`--timeout takes a duration such as 10s or 500ms (got "${value}")`);
@@ -44,9 +47,11 @@ const seconds = (value: string): number => {
 };
 
 const start = async (args: string[]): Promise<number> => {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c', default: 'channels.yaml' } } });
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c', default: 'channels.yaml' }, log: { type: 'string' } } });
+  const format = values.log ?? defaultLogFormat();
+  if (!isLogFormat(format)) throw usage(`--log takes ${LOG_FORMATS.join(' or ')} (got "${format}")`);
   const config = await loadConfig(values.config!);
-  const logger = createLogger(config.engine.logLevel);
+  const logger = createLogger(config.engine.logLevel, { format });
   const engine = await startEngine(config, logger);
   for (const channel of engine.channels.values()) {
     if (channel.state() === 'stopped') {

@@ -62,7 +62,7 @@ channels:
   const configFile = path.join(dir, 'channels.yaml');
   await writeFile(configFile, yaml);
   const config = parseConfig(yaml, configFile);
-  engine = await startEngine(config, createLogger(config.engine.logLevel, createWriteStream(path.join(dir, 'engine.log'))));
+  engine = await startEngine(config, createLogger(config.engine.logLevel, { destination: createWriteStream(path.join(dir, 'engine.log')) }));
   const port = engine.channels.get('backlog')!.sourcePort()!;
   redis = new Redis({ path: path.join(dir, 'data', 'redis', 'redis.sock') });
   const dbFile = path.join(dir, 'data', 'messages.db');

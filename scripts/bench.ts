@@ -106,7 +106,7 @@ channels:
   const configFile = path.join(dir, 'channels.yaml');
   await writeFile(configFile, yaml);
   const config = parseConfig(yaml, configFile);
-  const engine = await startEngine(config, createLogger(config.engine.logLevel, createWriteStream(logFile)));
+  const engine = await startEngine(config, createLogger(config.engine.logLevel, { destination: createWriteStream(logFile) }));
   const port = engine.channels.get('bench')!.sourcePort();
   if (!port) throw new Error('the bench channel has no MLLP port after start');
   return { engine, port, outDir: path.join(dir, 'out') };

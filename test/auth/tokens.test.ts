@@ -26,7 +26,7 @@ const capture = (): { logger: ReturnType<typeof createLogger>; lines: LogLine[] 
       done();
     },
   });
-  return { logger: createLogger('debug', sink), lines };
+  return { logger: createLogger('debug', { destination: sink }), lines };
 };
 
 // Short timings so reloads and flushes happen within a test's patience.

@@ -65,9 +65,14 @@ export interface EngineProcess {
   api<T = unknown>(path: string): Promise<{ status: number; body: T }>;
 }
 
-/** `t` is a test's context, or anything with a teardown (e.g. collected for a shared engine's `test.after.always`). */
-export const startEngineProcess = async (t: Pick<ExecutionContext, 'teardown'>, configFile: string, cwd: string): Promise<EngineProcess> => {
-  const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'start', '-c', configFile], {
+/**
+ * `ferry start -c configFile …args`. `t` is a test's context, or anything with a teardown (e.g.
+ * collected for a shared engine's `test.after.always`). The clean-up after a kill finds the embedded
+ * redis-server in the JSON log lines (the default off a terminal): with `--log pretty`, end the engine
+ * with stop().
+ */
+export const startEngineProcess = async (t: Pick<ExecutionContext, 'teardown'>, configFile: string, cwd: string, args: string[] = []): Promise<EngineProcess> => {
+  const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'start', '-c', configFile, ...args], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
