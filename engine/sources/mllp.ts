@@ -1,5 +1,5 @@
-// MLLP listener: accepts HL7 senders over TCP, hands each frame to `handle` and writes back the reply
-// (the ACK) it returns. Framing is hl7/mllp.ts; this file is only sockets and their lifecycle.
+// MLLP listener: accepts HL7 senders over TCP (or TLS), hands each frame to `handle` and writes back
+// the reply (the ACK) it returns. Framing is hl7/mllp.ts; this file is only sockets and their lifecycle.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -252,8 +252,8 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
     stopped ??= (async () => {
       stopping = true;
       clearTimeout(refusedWindow);
-      reload?.stop();
       if (started) await started.catch(() => undefined);
+      reload?.stop();
       if (!server.listening) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Busy connections end themselves once their in-flight reply is written (see pump).
