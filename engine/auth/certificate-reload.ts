@@ -1,11 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { errorText } from '../errors.ts';
 
 // Hot reload of a TLS listener's certificate, key and CA (the HTTPS listener, MLLP over TLS):
 // `ferry certs renew` (or any other tool) replaces the files and the running listener serves the
-// new pair to new connections, with no restart and no dropped connection. Files are polled, not watched: certificates change rarely,
-// often by rename or through symlinks (certbot, Kubernetes secrets), which file watches miss.
+// new pair to new connections, with no restart and no dropped connection. Files are polled, not
+// watched: certificates change rarely, often by rename or through symlinks (certbot, Kubernetes
+// secrets), which file watches miss.
 
 export interface TlsFiles {
   cert: string;
@@ -28,8 +30,7 @@ const DEFAULT_INTERVAL_MS = 2_000;
 /** The secure context every Ferry TLS listener uses, at start and on every reload. */
 export const serverContext = (material: TlsMaterial): TlsMaterial & { minVersion: 'TLSv1.2' } => ({ ...material, minVersion: 'TLSv1.2' });
 
-/** Reads the files. */
-export const readTlsFiles = async (files: TlsFiles): Promise<TlsMaterial> => {
+const readTlsFiles = async (files: TlsFiles): Promise<TlsMaterial> => {
   const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
   return { cert, key, ca };
 };
@@ -75,7 +76,7 @@ export const reloadCertificates = (options: {
       const validTo = new X509Certificate(material.cert).validTo;
       logger.info({ cert: files.cert, validTo }, `${what} certificate reloaded: new connections get the new one`);
     } catch (error) {
-      logger.error({ err: error, cert: files.cert, key: files.key }, `${what} certificate files changed but cannot be used; keeping the current ones: ${(error as Error).message}`);
+      logger.error({ err: error, cert: files.cert, key: files.key }, `${what} certificate files changed but cannot be used; keeping the current ones: ${errorText(error as Error)}`);
     }
   };
 

@@ -13,13 +13,13 @@ import type { EventBus } from '../events.ts';
 import { isStatus, type Status } from '../message.ts';
 import { redactSecrets } from '../redact.ts';
 import { pingRedis } from '../redis/connection.ts';
+import { sourceIntakeOptions } from '../sources/intake-options.ts';
 import type { AdminStore } from '../store/admin-store.ts';
 import type { MessageStore } from '../store/message-store.ts';
 import { actorOf, createAuth, principalOf } from './auth.ts';
 import { createEventStream, type EventStreamOptions } from './event-stream.ts';
 import { createMetrics } from './metrics.ts';
 import { badRequest, readJsonObject } from './read-json.ts';
-import { sourceIntakeOptions } from '../sources/intake-options.ts';
 import { serveUi } from './static-ui.ts';
 
 // The admin API (JSON under /api; docs/admin-api.md), the health check, /metrics and the web UI's
