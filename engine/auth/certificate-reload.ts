@@ -48,10 +48,10 @@ const signatureOf = async (files: TlsFiles): Promise<string> => {
 };
 
 /**
- * Polls `files` every `intervalMs` and hands changed contents to `apply` (which throws when they
- * cannot be used, e.g. a key that does not match its certificate, as between the two writes of a
- * renewal). A refused change is logged once and the listener keeps its current pair; the next
- * change of the files is tried again.
+ * Polls `files` every `intervalMs` and hands changed contents to `apply`, which throws when they
+ * cannot be used (a key that does not match its certificate). Files caught between two writes (a
+ * renewal writes the key, then the certificate) are looked at again on the next poll; files that
+ * stay unusable are logged once, and the listener keeps its current pair until they change again.
  */
 export const reloadCertificates = (options: {
   files: TlsFiles;
@@ -62,20 +62,27 @@ export const reloadCertificates = (options: {
   intervalMs?: number;
 }): CertificateReload => {
   const { files, apply, logger, what, intervalMs = DEFAULT_INTERVAL_MS } = options;
-  let current: Promise<string> = signatureOf(files);
+  let applied: Promise<string> = signatureOf(files);
+  /** Files that could not be used once; if they are the same at the next poll, they are refused. */
+  let unusable: string | undefined;
+  let refused: string | undefined;
   let stopped = false;
 
   const check = async (): Promise<void> => {
-    const seen = await current;
     const next = await signatureOf(files);
-    if (next === seen || stopped) return;
-    current = Promise.resolve(next);
+    if (next === (await applied) || next === refused || stopped) return;
     try {
       const material = await readTlsFiles(files);
       apply(material);
+      applied = Promise.resolve(next);
       const validTo = new X509Certificate(material.cert).validTo;
       logger.info({ cert: files.cert, validTo }, `${what} certificate reloaded: new connections get the new one`);
     } catch (error) {
+      if (unusable !== next) {
+        unusable = next;
+        return;
+      }
+      refused = next;
       logger.error({ err: error, cert: files.cert, key: files.key }, `${what} certificate files changed but cannot be used; keeping the current ones: ${errorText(error as Error)}`);
     }
   };
