@@ -144,7 +144,7 @@ const usageCases = [
   { title: 'send without a target', args: ['send'], code: 2, stdout: /^$/, stderr: /^ferry: CLI_USAGE: ferry send needs <host:port>\nusage:/ },
   { title: 'send without files', args: ['send', '127.0.0.1:2575'], code: 2, stdout: /^$/, stderr: /ferry send needs at least one file\nusage:/ },
   { title: 'a bad --timeout', args: ['send', '127.0.0.1:2575', 'x.hl7', '--timeout', 'soon'], code: 2, stdout: /^$/, stderr: /--timeout takes a duration/ },
-  { title: '--help', args: ['--help'], code: 0, stdout: /^usage:\n.*\n {2}ferry check.*\n {2}ferry send/, stderr: /^$/ },
+  { title: '--help', args: ['--help'], code: 0, stdout: /^usage:\n {2}ferry start .*\n.*\n {2}ferry check .*\n {2}ferry send /, stderr: /^$/ },
 ];
 
 for (const { title, args, code, stdout, stderr } of usageCases) {
