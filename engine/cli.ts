@@ -73,7 +73,7 @@ const start = async (args: string[]): Promise<number> => {
   if (config.engine.websocket && engine.https) {
     console.error(`ferry: WebSocket push on ${engine.https.url.replace(/^http/, 'ws')}${config.engine.websocket.path}`);
   }
-  console.error(`ferry: admin API on http://${engine.admin.host}:${engine.admin.port} — Ctrl-C or SIGTERM to stop`);
+  console.error(`ferry: admin API on ${engine.admin.url} — Ctrl-C or SIGTERM to stop`);
   if (engine.adminOpen) console.error(`ferry: no users in ${config.engine.users}: the admin API needs no login and listens on loopback only (ferry user add <name> --role admin)`);
 
   await new Promise<void>((resolve) => {

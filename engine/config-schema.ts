@@ -282,6 +282,10 @@ const engineSchema = Type.Object(
               default: configDefaults.engine.admin.port,
             }),
           ),
+          cert: Type.Optional(
+            Path({ title: 'Certificate', description: 'Serve the admin API and web UI over HTTPS with this certificate (PEM), relative to this file; needs key.' }),
+          ),
+          key: Type.Optional(Path({ title: 'Key', description: 'Private key of the admin certificate (PEM), relative to this file.' })),
         },
         {
           additionalProperties: false,

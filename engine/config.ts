@@ -205,7 +205,8 @@ export interface EngineConfig {
   redis: { mode: 'embedded' } | { mode: 'url'; url: string };
   /** Absolute data folder: message log, embedded Redis files. */
   data: string;
-  admin: { host: string; port: number };
+  /** With `tls` (absolute PEM paths) the admin API and web UI are served over HTTPS. */
+  admin: { host: string; port: number; tls?: { cert: string; key: string } };
   retentionMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   shutdownTimeoutMs: number;
@@ -600,6 +601,22 @@ function checkConsistency(source: Source, data: unknown, dir: string): void {
   checkFileSources(source, channels, dir);
   checkMllpDestinations(source, channels, dir);
   checkMllpSources(source, channels, dir);
+  checkAdminTls(source, root, dir);
+}
+
+/** The admin listener's certificate: both halves, on disk. */
+function checkAdminTls(source: Source, root: Entry, dir: string): void {
+  const admin = entry(entry(root['engine'])['admin']);
+  const at = ['engine', 'admin'];
+  if ((admin['cert'] === undefined) !== (admin['key'] === undefined)) {
+    report(source, 'CONFIG_INVALID', [...at, admin['cert'] === undefined ? 'key' : 'cert'], 'HTTPS for the admin API needs both cert and key');
+  }
+  for (const key of ['cert', 'key']) {
+    const file = admin[key];
+    if (typeof file === 'string' && file !== '' && !isFile(path.resolve(dir, file))) {
+      report(source, 'CONFIG_INVALID', [...at, key], `file not found: ${path.resolve(dir, file)}`);
+    }
+  }
 }
 
 /** The HTTPS listener, https sources and https destinations: what must go together. */
@@ -879,6 +896,8 @@ function normalize(raw: RawConfig, file: string, dir: string): FerryConfig {
       admin: {
         host: engine.admin?.host ?? defaults.engine.admin.host,
         port: engine.admin?.port ?? defaults.engine.admin.port,
+        ...(engine.admin?.cert !== undefined &&
+          engine.admin.key !== undefined && { tls: { cert: path.resolve(dir, engine.admin.cert), key: path.resolve(dir, engine.admin.key) } }),
       },
       retentionMs: durationMs(engine.retention ?? defaults.engine.retention),
       logLevel: engine.logLevel ?? defaults.engine.logLevel,

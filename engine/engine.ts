@@ -29,7 +29,8 @@ import { websocketEndpoint, type WebSocketEndpoint } from './push/websocket-endp
 export interface Engine {
   readonly channels: ReadonlyMap<string, Channel>;
   readonly store: MessageStore;
-  readonly admin: { host: string; port: number };
+  /** Where the admin API listens; `url` is http:// or, with engine.admin cert and key, https://. */
+  readonly admin: { host: string; port: number; url: string };
   /** No users configured: the admin API (loopback only) needs no login. */
   readonly adminOpen: boolean;
   /** The HTTPS listener of https sources, when configured. */
@@ -132,7 +133,7 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
     if (websocket) undo.push(() => websocket.stop());
 
     const app = adminApp({ channels, store, redis: health, control, adminStore, users, bus, logger, loopbackOnly });
-    const server: Server = await listen(app.callback(), config.engine.admin);
+    const server: Server = await listen(app.callback(), config.engine.admin, logger);
     undo.push(async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Event streams never end by themselves; cut them (and idle keep-alives) so close can finish.
@@ -140,10 +141,18 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
       await closed;
     });
     const bound = server.address();
-    const admin = { host: config.engine.admin.host, port: typeof bound === 'object' && bound ? bound.port : config.engine.admin.port };
+    const port = typeof bound === 'object' && bound ? bound.port : config.engine.admin.port;
+    const scheme = config.engine.admin.tls ? 'https' : 'http';
+    const admin = { host: config.engine.admin.host, port, url: `${scheme}://${config.engine.admin.host.includes(':') ? `[${config.engine.admin.host}]` : config.engine.admin.host}:${port}` };
     const adminOpen = users.list().length === 0;
     if (adminOpen) logger.warn('no users configured: the admin API needs no login and listens on loopback only (add users with `ferry user add`)');
-    logger.info({ admin: `http://${admin.host}:${admin.port}`, channels: [...channels.keys()] }, 'ferry started');
+    else if (!loopbackOnly && !config.engine.admin.tls) {
+      logger.warn(
+        { admin: admin.url },
+        'the admin API is reachable from the network over plain HTTP: passwords and session cookies cross it in clear; set engine.admin cert and key, or put a TLS proxy in front',
+      );
+    }
+    logger.info({ admin: admin.url, channels: [...channels.keys()] }, 'ferry started');
 
     let stopped: Promise<void> | undefined;
     return {

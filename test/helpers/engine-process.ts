@@ -97,7 +97,7 @@ export const startEngineProcess = async (t: Pick<ExecutionContext, 'teardown'>, 
   const adminUrl = await eventually(
     () => {
       if (child.exitCode !== null) throw new Error(`ferry exited with ${child.exitCode}:\n${output}`);
-      return /admin API on (http:\/\/\S+)/.exec(output)?.[1];
+      return /admin API on (https?:\/\/\S+)/.exec(output)?.[1];
     },
     60_000,
     'ferry to start',
