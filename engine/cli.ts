@@ -32,6 +32,7 @@ const USAGE = `usage:
   ferry certs init [--dir certs] [--host name,…] [--force]
                                           make a CA and a server certificate (default hosts localhost,127.0.0.1)
   ferry certs renew [--dir certs] [--host name,…]
+                                          new server key and certificate from the same CA (same names unless --host)
   ferry certs issue <name> [--dir certs] [--force]
                                           make a client certificate signed by that CA
 ${USER_USAGE}`;
