@@ -2,7 +2,8 @@
 // one CA, a server certificate for the receiving engine (renewed from the same CA), and client
 // certificates for senders when the receiver asks for them (clientCert: require). Built with
 // node-forge, which hands RSA key generation to Node's native crypto: 2048-bit keys take ~0.1–0.3 s,
-// 4096-bit ~1.1 s (pure-JS forge: ~1 s and ~7 s). RSA 2048 is what NIST accepts through 2030 and what every TLS stack speaks.
+// 4096-bit ~1.1 s (pure-JS forge: ~1 s and ~7 s). RSA 2048 is what NIST accepts through 2030 and
+// what every TLS stack speaks.
 //
 //   <dir>/ca.key ca.crt                     CA, 10 years, may only sign certificates
 //   <dir>/server.key server.crt             2 years, serverAuth, SANs = the given hosts
