@@ -20,7 +20,7 @@ export const createLogger = (
   const settings = { level, base: { app: 'ferry' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (format === 'pretty') {
     // Synchronous, so the last lines before an exit are not lost; `app` is the same on every line.
-    const stream = pretty({ destination: destination ?? 1, sync: true, colorize: destination === undefined && process.stdout.isTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,app', singleLine: true });
+    const stream = pretty({ destination: destination ?? 1, sync: true, colorize: destination === undefined && process.stdout.isTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'app', singleLine: true });
     return pino(settings, stream);
   }
   return destination ? pino(settings, destination) : pino(settings);

@@ -2,6 +2,7 @@ import type { ExecutionContext } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { eventually } from './temp.ts';
@@ -88,16 +89,18 @@ export const startEngineProcess = async (t: Pick<ExecutionContext, 'teardown'>, 
     }
     // The embedded redis-server runs detached, so a killed engine (or one killed above) leaves it
     // running; stop each one this engine reported, if that pid is still a redis-server.
-    for (const match of output.matchAll(/"pid":(\d+),[^\n]*"msg":"embedded redis-server (?:ready|restarted)"/g)) {
-      const pid = Number(match[1]);
-      if ((await commandOf(pid)).includes('redis-server')) process.kill(pid, 'SIGKILL');
+    const pids = [...output.matchAll(/"pid":(\d+),[^\n]*"msg":"embedded redis-server (?:ready|restarted)"/g)].map((match) => Number(match[1]));
+    // Not JSON lines (--log pretty): the pidfile in ./data, where the test projects keep their data.
+    if (pids.length === 0) pids.push(Number.parseInt(await readFile(join(cwd, 'data', 'redis', 'redis.pid'), 'utf8').catch(() => ''), 10));
+    for (const pid of pids) {
+      if (pid > 0 && (await commandOf(pid)).includes('redis-server')) process.kill(pid, 'SIGKILL');
     }
   });
 
   const adminUrl = await eventually(
     () => {
       if (child.exitCode !== null) throw new Error(`ferry exited with ${child.exitCode}:\n${output}`);
-      return /admin API on (https?:\/\/\S+)/.exec(output)?.[1];
+      return /admin API on (http:\/\/\S+)/.exec(output)?.[1];
     },
     60_000,
     'ferry to start',

@@ -12,7 +12,17 @@ import test, { type ExecutionContext } from 'ava';
 export const fileTeardown = (): Pick<ExecutionContext, 'teardown'> => {
   const teardowns: Array<() => unknown> = [];
   test.after.always(async () => {
-    for (const teardown of teardowns.reverse()) await teardown();
+    // Every teardown runs, as t.teardown's do, even when an earlier one throws (a browser that will
+    // not close must not leave an engine and its redis-server behind); the first error is reported.
+    let failure: unknown;
+    for (const teardown of teardowns.reverse()) {
+      try {
+        await teardown();
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
   });
   return { teardown: (fn) => void teardowns.push(fn) };
 };

@@ -14,16 +14,18 @@ export interface ChannelsYaml {
   engine?: string;
   /** The engine's data folder; default ./data (two engines run from one folder need one each). */
   data?: string;
+  /** The engine.admin value; default { host: 127.0.0.1, port: 0 }. */
+  admin?: string;
 }
 
-/** channels.yaml text: the shared engine block (data in ./data, admin API on 127.0.0.1 port 0), `engine`, then `channels`. */
-export const channelsYaml = ({ channels, engine = '', data = './data' }: ChannelsYaml): string => {
+/** channels.yaml text: the shared engine block (data in ./data, admin API on 127.0.0.1 port 0 unless `admin` says otherwise), `engine`, then `channels`. */
+export const channelsYaml = ({ channels, engine = '', data = './data', admin = '{ host: 127.0.0.1, port: 0 }' }: ChannelsYaml): string => {
   const settings = engine
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => `  ${line}\n`)
     .join('');
-  return `engine:\n  data: ${data}\n  admin: { host: 127.0.0.1, port: 0 }\n${settings}channels:\n${channels}`;
+  return `engine:\n  data: ${data}\n  admin: ${admin}\n${settings}channels:\n${channels}`;
 };
 
 /** Writes `files` (paths relative to `dir`, folders made as needed) and channels.yaml holding `config`; returns channels.yaml's path. */

@@ -21,7 +21,7 @@ const CHANNELS = `  - name: adt
 `;
 
 const startWith = async (t: ExecutionContext, admin: string) => {
-  const { dir, configFile } = await tempProject(t, channelsYaml({ channels: CHANNELS }).replace('admin: { host: 127.0.0.1, port: 0 }', admin));
+  const { dir, configFile } = await tempProject(t, channelsYaml({ channels: CHANNELS, admin }));
   const certs = await makeCerts(join(dir, 'certs'), []);
   await writeTestUsers(join(dir, 'users.yaml'), [{ name: 'ada', role: 'admin', password: 'correct horse battery staple' }]);
   const { logger, lines } = captureLogger();
@@ -31,7 +31,7 @@ const startWith = async (t: ExecutionContext, admin: string) => {
 };
 
 test('engine.admin cert and key: HTTPS only, a Secure session cookie, the https URL reported', async (t) => {
-  const { engine, certs } = await startWith(t, 'admin: { host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }');
+  const { engine, certs } = await startWith(t, '{ host: 127.0.0.1, port: 0, cert: certs/server.crt, key: certs/server.key }');
   t.is(engine.admin.url, `https://127.0.0.1:${engine.admin.port}`);
   const health = await send(`${engine.admin.url}/healthz`, { method: 'GET', ca: certs.pem.ca });
   t.is(health.status, 200);
@@ -55,11 +55,11 @@ test('engine.admin cert and key: HTTPS only, a Secure session cookie, the https 
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
   await once(socket, 'close');
-  t.false(Buffer.concat(chunks).toString('latin1').includes('"redis"'), 'no health report over plain HTTP');
+  t.notRegex(Buffer.concat(chunks).toString('latin1'), /^HTTP\//, 'no HTTP answer over plain HTTP');
 });
 
 test('users and a network address without TLS: the engine warns at start that logins cross the network in clear', async (t) => {
-  const { engine, lines } = await startWith(t, 'admin: { host: 0.0.0.0, port: 0 }');
+  const { engine, lines } = await startWith(t, '{ host: 0.0.0.0, port: 0 }');
   t.is(engine.admin.url, `http://0.0.0.0:${engine.admin.port}`);
   const warning = lines.find((l) => l.level === 40 && /^the admin API is reachable from the network over plain HTTP: /.test(l.msg));
   t.truthy(warning);

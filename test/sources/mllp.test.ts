@@ -344,7 +344,7 @@ test('interop: python-hl7 mllp_send gets our replies', async (t) => {
 // clients without a certificate from the CA never reach the handler.
 
 const sendOverTls = async (port: number, tls: MllpTlsOptions): Promise<string> => {
-  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 5_000, tls });
+  const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 10_000, tls });
   try {
     return (await client.send(msg('T1'))).toString('latin1');
   } finally {
@@ -364,7 +364,7 @@ test('over TLS a sender trusting the CA is answered; a plain TCP sender is not, 
   t.true(await isClosedWithin(plain.closed, 5_000));
   t.false(plain.received().includes('MSA|'), 'no ACK in the clear');
   t.is(calls.length, 1);
-  await eventually(() => lines.find((l) => /^MLLP TLS handshake failed: /.test(l.msg)), 5_000, 'the handshake failure to be logged');
+  await eventually(() => lines.find((l) => /^MLLP TLS handshake failed: /.test(l.msg)), undefined, 'the handshake failure to be logged');
 });
 
 test('over TLS with clientCert: require, only senders with a certificate from the CA get in, and are named', async (t) => {
@@ -375,8 +375,11 @@ test('over TLS with clientCert: require, only senders with a certificate from th
   t.is(await sendOverTls(address.port, { ca: certs.pem.ca, cert: siteA.cert, key: siteA.key }), ack(Buffer.from(msg('T1'))));
   t.is(calls[0]!.peer.clientName, 'site-a');
 
-  await t.throwsAsync(sendOverTls(address.port, { ca: certs.pem.ca }), undefined, 'no certificate');
+  // Refused in the handshake (TLS 1.3 may deliver the alert as a plain close), never an ACK timeout
+  // from a server that let the sender in and did not answer.
+  const refused = /closed the connection before replying|TLS: /;
+  await t.throwsAsync(sendOverTls(address.port, { ca: certs.pem.ca }), { message: refused }, 'no certificate');
   const intruder = other.pem.clients['intruder']!;
-  await t.throwsAsync(sendOverTls(address.port, { ca: certs.pem.ca, cert: intruder.cert, key: intruder.key }), undefined, "another CA's certificate");
+  await t.throwsAsync(sendOverTls(address.port, { ca: certs.pem.ca, cert: intruder.cert, key: intruder.key }), { message: refused }, "another CA's certificate");
   t.is(calls.length, 1, 'refused senders never reach the handler');
 });
