@@ -14,7 +14,7 @@ import { createEventBus, publishingStore } from './events.ts';
 import { adminApp } from './http/admin.ts';
 import { isLoopbackHost } from './http/auth.ts';
 import { httpsListener, type HttpsListener } from './http/https-listener.ts';
-import { listen } from './http/listen.ts';
+import { listen, urlOf } from './http/listen.ts';
 import { QUEUE_PREFIX } from './queues.ts';
 import { checkEvictionPolicy, createRedis, redisConnectionOptions, type RedisAddress } from './redis/connection.ts';
 import { embeddedRedis, type EmbeddedRedis } from './redis/embedded.ts';
@@ -142,8 +142,7 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
     });
     const bound = server.address();
     const port = typeof bound === 'object' && bound ? bound.port : config.engine.admin.port;
-    const scheme = config.engine.admin.tls ? 'https' : 'http';
-    const admin = { host: config.engine.admin.host, port, url: `${scheme}://${config.engine.admin.host.includes(':') ? `[${config.engine.admin.host}]` : config.engine.admin.host}:${port}` };
+    const admin = { host: config.engine.admin.host, port, url: urlOf(config.engine.admin.tls ? 'https' : 'http', config.engine.admin.host, port) };
     const adminOpen = users.list().length === 0;
     if (adminOpen) logger.warn('no users configured: the admin API needs no login and listens on loopback only (add users with `ferry user add`)');
     else if (!loopbackOnly && !config.engine.admin.tls) {

@@ -1,15 +1,15 @@
 import Router from '@koa/router';
 import Koa from 'koa';
-import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { createTlsServer, reloadCertificates, type CertificateReload } from '../auth/tls-server.ts';
 import type { HttpsListenerConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
-import { reloadCertificates, serverContext, type CertificateReload } from '../auth/certificate-reload.ts';
+import { urlOf } from './listen.ts';
 import { refuse, refuseUpgrade } from './refuse.ts';
 
 // The engine's one HTTPS listener. Every https-source channel owns a path on it; the paths are
@@ -114,37 +114,20 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
   let stopped: Promise<void> | undefined;
   let reload: CertificateReload | undefined;
 
-  const createServer = async (): Promise<Server> => {
+  const createServer = (): Server => {
     if (config.plain) return createHttpServer(callback);
-    const read = async (file: string | undefined, what: string): Promise<Buffer | undefined> => {
-      if (file === undefined) return undefined;
-      try {
-        return await readFile(file);
-      } catch (cause) {
-        throw new FerryError('CONFIG_INVALID', `engine.https.${what}: cannot read ${file}: ${(cause as Error).message}`, { cause });
-      }
-    };
-    const [cert, key, ca] = await Promise.all([read(config.cert, 'cert'), read(config.key, 'key'), read(config.ca, 'ca')]);
-    let created: ReturnType<typeof createHttpsServer>;
-    try {
-      created = createHttpsServer({ ...serverContext({ cert: cert!, key: key!, ca }), requestCert: config.clientCert !== 'none', rejectUnauthorized: false }, callback);
-    } catch (cause) {
-      throw new FerryError('CONFIG_INVALID', `engine.https: the certificate or key cannot be used: ${(cause as Error).message}`, { cause });
-    }
-    if (config.cert !== undefined && config.key !== undefined) {
-      reload = reloadCertificates({
-        files: { cert: config.cert, key: config.key, ca: config.ca },
-        apply: (material) => created.setSecureContext(serverContext(material)),
-        logger: log,
-        what: 'HTTPS',
-      });
-    }
+    // Not plain: the config has made sure of cert and key.
+    const files = { cert: config.cert!, key: config.key!, ca: config.ca };
+    const created = createTlsServer(files, 'engine.https', (context) =>
+      createHttpsServer({ ...context, requestCert: config.clientCert !== 'none', rejectUnauthorized: false }, callback),
+    );
+    reload = reloadCertificates({ files, server: created, logger: log, what: 'HTTPS' });
     return created;
   };
 
   const start = (): Promise<{ host: string; port: number; url: string }> => {
     started ??= (async () => {
-      const created = await createServer();
+      const created = createServer();
       server = created;
       // Answer `Expect: 100-continue` through the app: the source sends 100 only once the request
       // passed its checks, so a refused client never uploads its body at all.
@@ -177,7 +160,7 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
         });
       });
       boundPort = (created.address() as AddressInfo).port;
-      const url = `${config.plain ? 'http' : 'https'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${boundPort}`;
+      const url = urlOf(config.plain ? 'http' : 'https', config.host, boundPort);
       log.info({ url, paths, clientCert: config.clientCert }, 'HTTPS listener started');
       return { host: config.host, port: boundPort, url };
     })();

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { reloadCertificates, serverContext } from '../auth/certificate-reload.ts';
-import { FerryError, errorText } from '../errors.ts';
+import { createTlsServer, reloadCertificates } from '../auth/tls-server.ts';
+import { FerryError } from '../errors.ts';
 
 export interface ListenAt {
   host: string;
@@ -16,13 +15,8 @@ export interface ListenAt {
 const createFor = (handler: RequestListener, at: ListenAt, logger: Logger): { server: Server; stop(): void } => {
   if (!at.tls) return { server: createServer(handler), stop: () => undefined };
   const files = { ...at.tls, ca: undefined };
-  let server: ReturnType<typeof createHttpsServer>;
-  try {
-    server = createHttpsServer(serverContext({ cert: readFileSync(files.cert), key: readFileSync(files.key), ca: undefined }), handler);
-  } catch (cause) {
-    throw new FerryError('CONFIG_INVALID', `the certificate ${files.cert} or its key ${files.key} cannot be used: ${errorText(cause as Error)}`, { cause });
-  }
-  const reload = reloadCertificates({ files, apply: (material) => server.setSecureContext(serverContext(material)), logger, what: 'admin HTTPS' });
+  const server = createTlsServer(files, 'engine.admin', (context) => createHttpsServer(context, handler));
+  const reload = reloadCertificates({ files, server, logger, what: 'admin HTTPS' });
   return { server, stop: () => reload.stop() };
 };
 
@@ -41,3 +35,6 @@ export const listen = (handler: RequestListener, at: ListenAt, logger: Logger): 
     });
     server.listen(at.port, at.host, () => resolve(server));
   });
+
+/** `scheme://host:port`, an IPv6 host in brackets. */
+export const urlOf = (scheme: 'http' | 'https', host: string, port: number): string => `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;

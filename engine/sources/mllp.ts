@@ -1,10 +1,9 @@
 // MLLP listener: accepts HL7 senders over TCP (or TLS), hands each frame to `handle` and writes back
 // the reply (the ACK) it returns. Framing is hl7/mllp.ts; this file is only sockets and their lifecycle.
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { reloadCertificates, serverContext, type CertificateReload } from '../auth/certificate-reload.ts';
+import { createTlsServer, reloadCertificates, type CertificateReload } from '../auth/tls-server.ts';
 import type { MllpListenerTls, MllpSourceConfig } from '../config.ts';
 import { FerryError, errorText } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
@@ -44,26 +43,10 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 const createServer = (config: MllpListenerTls | undefined): net.Server => {
   // Half-open allowed so a sender that shuts down its side right after its last frame still gets the ACK.
   if (!config) return net.createServer({ allowHalfOpen: true });
-  const read = (file: string, what: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (cause) {
-      throw new FerryError('CONFIG_INVALID', `MLLP tls.${what}: cannot read ${file}: ${(cause as Error).message}`, { cause });
-    }
-  };
-  const material = { cert: read(config.cert, 'cert'), key: read(config.key, 'key'), ca: config.ca === undefined ? undefined : read(config.ca, 'ca') };
   const required = config.clientCert === 'require';
-  try {
-    return tls.createServer({
-      ...serverContext(material),
-      allowHalfOpen: true,
-      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
-      requestCert: required,
-      rejectUnauthorized: required,
-    });
-  } catch (cause) {
-    throw new FerryError('CONFIG_INVALID', `MLLP tls: the certificate or key cannot be used: ${(cause as Error).message}`, { cause });
-  }
+  return createTlsServer(config, 'MLLP tls', (context) =>
+    tls.createServer({ ...context, allowHalfOpen: true, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, requestCert: required, rejectUnauthorized: required }),
+  );
 };
 
 interface Connection {
@@ -237,10 +220,7 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
         server.off('error', onError);
         server.on('error', (error) => logger.error({ err: error }, 'MLLP listener error'));
         boundPort = (server.address() as net.AddressInfo).port;
-        if (options.tls) {
-          const secure = server as tls.Server;
-          reload = reloadCertificates({ files: options.tls, apply: (material) => secure.setSecureContext(serverContext(material)), logger, what: 'MLLP' });
-        }
+        if (options.tls) reload = reloadCertificates({ files: options.tls, server: server as tls.Server, logger, what: 'MLLP' });
         logger.info({ host: options.host, port: boundPort, ...(options.tls && { tls: true, clientCert: options.tls.clientCert }) }, 'MLLP listener started');
         resolve({ host: options.host, port: boundPort });
       });
