@@ -216,8 +216,9 @@ test.serial('a connection flood beyond maxConnections: the extra ones are closed
   const client = openMllpClient(t, r.port);
   const good = [await goodSend(t, r.port, client)];
   const flood = await Promise.all(Array.from({ length: 30 }, () => connectRaw(r.port)));
-  const closedAtOnce = (await Promise.all(flood.map((raw) => closedWithin(raw, 500)))).filter(Boolean).length;
+  // Sent before waiting on the flood: the connected sender must not sit idle past the 1 s idle timeout.
   good.push(await goodSend(t, r.port, client));
+  const closedAtOnce = (await Promise.all(flood.map((raw) => closedWithin(raw, 500)))).filter(Boolean).length;
   t.is(closedAtOnce, 30 - (MAX_CONNECTIONS - 1), 'all but the free slots refused');
   const capLines = logSince(r, before).match(/"code":"MLLP_TOO_MANY_CONNECTIONS"[^\n]*"msg":"MLLP connection refused: listener at its connection cap"/g) ?? [];
   t.is(capLines.length, 1, 'one line for the flood, not one per connection');

@@ -120,24 +120,22 @@ test('a host that stops answering is killed at the time limit plus a margin: SCR
   t.falsy(lines.find((l) => /sandbox process died/.test(l.msg)), 'a host killed on purpose is not reported as a crash');
 });
 
-test('a heap overrun that V8 cannot turn into an exception is SCRIPT_MEMORY, at once, and the next message runs', async (t) => {
+test('a Map grown without end at the default 64 MB is SCRIPT_MEMORY whichever guard stops it, and the next message runs', async (t) => {
   const code = `export default (msg: Message) => {
   if (msg.text === 'hog') { const m = new Map(); for (let i = 0; ; i++) m.set(i, i); }
   return 'ok';
 };`;
-  // (At 16 or 32 MB isolated-vm catches this one; at 64 MB, the default, the process is ended.)
   const sandbox = await sandboxFor(t, { code, limits: { ...LIMITS, memoryBytes: 64 * 1024 * 1024, timeoutMs: 5000 } });
   const pid = sandbox.pid()!;
   const error = await t.throwsAsync(sandbox.run({ id: 'm1', text: 'hog' }), { instanceOf: FerryError });
   t.is(error!.code, 'SCRIPT_MEMORY');
   t.true(error!.permanent);
-  // Which guard ends it depends on the V8 underneath: on Node 20 V8 aborts the process first; on
-  // Node 22 (isolated-vm 6) the process outgrows its RSS cap before V8 gives up.
-  t.regex(
-    error!.message,
-    /^channels\/script\.ts exceeded its 64 MB memory limit \((V8 gave up and ended its sandbox process: killed by SIGABRT|outside the isolate heap: its sandbox process grew past 320 MB and was ended)\)$/,
-  );
-  t.false(alive(pid));
+  // Which guard stops it depends on the V8 underneath and on timing (seen on the same Node 20 build):
+  // isolated-vm disposes the isolate and the host lives on; V8 aborts the host process; or the host
+  // outgrows its RSS cap first. The two last end the process.
+  const endedTheHost = / \((V8 gave up and ended its sandbox process: killed by SIGABRT|outside the isolate heap: its sandbox process grew past 320 MB and was ended)\)$/;
+  t.regex(error!.message, new RegExp(`^channels/script\\.ts exceeded its 64 MB memory limit(${endedTheHost.source})?$`));
+  t.is(alive(pid), !endedTheHost.test(error!.message));
   t.is(await output(sandbox, 'fine'), 'ok');
 });
 
