@@ -24,7 +24,8 @@ for (const [what, body] of runaways) {
     t.is(error!.code, 'SCRIPT_TIMEOUT');
     t.is(error!.message, 'channels/runaway.ts ran past its 300 ms time limit');
     t.true(error!.permanent);
-    t.true(elapsed >= 290 && elapsed < 2 * LIMITS.timeoutMs, `took ${elapsed} ms`);
+    // Ended by the limit, not by something slower: the slack is for a loaded CI machine.
+    t.true(elapsed >= 290 && elapsed < LIMITS.timeoutMs + 1500, `took ${elapsed} ms`);
     t.deepEqual((await translator.run({ id: '2', text: 'good' })).outputs, ['ok good']);
   });
 }
