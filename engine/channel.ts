@@ -121,14 +121,14 @@ const makeDestination = (config: DestinationConfig, deps: ChannelDeps, channelNa
       return channelDestination(config, target);
     }
     case 'https':
-      return httpsDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
+      return httpsDestination(config, { logger: deps.logger.child({ channel: channelName }) });
     case 'postgres':
       return postgresDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
     case 'websocket':
       if (!deps.push) throw new FerryError('CONFIG_INVALID', `destination ${config.name}: a websocket destination needs engine.websocket`);
       return websocketDestination(config, deps.push);
     case 'mllp':
-      return mllpDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
+      return mllpDestination(config, { logger: deps.logger.child({ channel: channelName }) });
   }
 };
 

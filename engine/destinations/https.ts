@@ -69,7 +69,7 @@ const readFileOrFail = (file: string | undefined, what: string, destination: str
 
 const tlsCodes = /CERT|SELF_SIGNED|UNABLE_TO|ALTNAME|ERR_TLS|ERR_SSL|EPROTO/;
 
-export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger: Logger; channel: string }): Destination => {
+export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger: Logger }): Destination => {
   const log = deps.logger.child({ destination: config.name });
   const ca = readFileOrFail(config.ca, 'ca', config.name);
   const cert = readFileOrFail(config.cert, 'cert', config.name);
@@ -175,7 +175,7 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
     }
     const error = failure('HTTP_REJECTED', `${status}: ${clip(text.trim())}`);
     log.error(
-      { alert: true, code: error.code, channel: deps.channel, id: delivery.id, output: delivery.output, url: url.href, status, response: clip(text) },
+      { alert: true, code: error.code, id: delivery.id, output: delivery.output, url: url.href, status, response: clip(text) },
       `ALERT: ${url.origin}${url.pathname} refused message ${delivery.id} with ${status}; it will not be retried`,
     );
     throw error;

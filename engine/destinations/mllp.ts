@@ -56,7 +56,7 @@ const readPem = (file: string | undefined, what: string, destination: string): B
   }
 };
 
-export const mllpDestination = (config: MllpDestinationConfig, deps: { logger: Logger; channel: string }): Destination => {
+export const mllpDestination = (config: MllpDestinationConfig, deps: { logger: Logger }): Destination => {
   const log = deps.logger.child({ destination: config.name });
   const where = `${config.host}:${config.port}`;
   const tls: MllpTlsOptions | undefined = config.tls && {
@@ -98,7 +98,7 @@ export const mllpDestination = (config: MllpDestinationConfig, deps: { logger: L
         case 'CR': {
           const error = new FerryError('MLLP_REJECTED', said, { details });
           log.error(
-            { alert: true, code: error.code, channel: deps.channel, id: delivery.id, output: delivery.output, controlId, ack: text },
+            { alert: true, code: error.code, id: delivery.id, output: delivery.output, controlId, ack: text },
             `ALERT: ${where} rejected message ${delivery.id} with ${ack.code}; it will not be retried`,
           );
           throw error;

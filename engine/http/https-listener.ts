@@ -100,6 +100,12 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
       await handler(ctx);
     });
   }
+  // A channel's path asked with another method: allowedMethods answers 405 with Allow: POST, and
+  // this says so in the body, instead of the 404 text below that the router passed through.
+  app.use(async (ctx, next) => {
+    await next();
+    if (ctx.status === 405) ctx.body = { Success: false, error: `${ctx.method} is not accepted on ${ctx.path}: post the message (POST)` };
+  });
   app.use(router.routes());
   app.use(router.allowedMethods());
   app.use((ctx) => {

@@ -99,7 +99,7 @@ const delivery = (content: string | Buffer, overrides: Partial<Delivery> = {}): 
 });
 
 const destination = (t: ExecutionContext, cfg: MllpDestinationConfig, logger = pino({ level: 'silent' })) => {
-  const d = mllpDestination(cfg, { logger, channel: 'adt' });
+  const d = mllpDestination(cfg, { logger });
   t.teardown(() => d.close());
   return d;
 };
@@ -279,7 +279,7 @@ test('TLS with a client certificate, for peers that require one', async (t) => {
 });
 
 test('a tls file that cannot be read: CONFIG_INVALID when the destination is made', (t) => {
-  const error = t.throws<FerryError>(() => mllpDestination(config(1, { tls: { ca: '/nonexistent/ca.crt', cert: undefined, key: undefined, servername: undefined } }), { logger: pino({ level: 'silent' }), channel: 'adt' }));
+  const error = t.throws<FerryError>(() => mllpDestination(config(1, { tls: { ca: '/nonexistent/ca.crt', cert: undefined, key: undefined, servername: undefined } }), { logger: pino({ level: 'silent' }) }));
   t.is(error!.code, 'CONFIG_INVALID');
   t.regex(error!.message, /destination ehr: cannot read tls\.ca \/nonexistent\/ca\.crt/);
 });

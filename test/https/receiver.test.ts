@@ -173,8 +173,13 @@ test('a stopped channel answers 503 with Retry-After; a 404 for paths nobody own
   const stopped = await send(`${url}/in/stopped`, { ca: ca(), body: 'x' });
   t.is(stopped.status, 503);
   t.is(stopped.headers['retry-after'], '5');
-  t.is((await send(`${url}/in/nobody`, { ca: ca(), body: 'x' })).status, 404);
-  t.is((await send(`${url}/in/stopped`, { ca: ca(), method: 'GET' })).status, 405);
+  const nobody = await send(`${url}/in/nobody`, { ca: ca(), body: 'x' });
+  t.is(nobody.status, 404);
+  t.deepEqual(nobody.json, { Success: false, error: 'no channel receives on /in/nobody' });
+  const get = await send(`${url}/in/stopped`, { ca: ca(), method: 'GET' });
+  t.is(get.status, 405);
+  t.is(get.headers['allow'], 'POST');
+  t.deepEqual(get.json, { Success: false, error: 'GET is not accepted on /in/stopped: post the message (POST)' });
 });
 
 test('an oversized upload is refused while streaming: the server stops reading long before the end', async (t) => {

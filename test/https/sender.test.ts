@@ -64,7 +64,7 @@ const delivery = (overrides: Partial<Delivery> = {}): Delivery => ({
 
 const sender = (t: ExecutionContext, config: HttpsDestinationConfig) => {
   const { logger, lines } = captureLogger();
-  const dest = httpsDestination(config, { logger, channel: 'site' });
+  const dest = httpsDestination(config, { logger });
   t.teardown(() => dest.close());
   return { dest, lines };
 };
@@ -244,7 +244,7 @@ test('dynamic URL: meta.url, method and headers are used under allowDynamicUrl; 
 });
 
 test('a missing CA file is a config error at creation', (t) => {
-  const error = t.throws<FerryError>(() => httpsDestination(destination('https://127.0.0.1:1/in', { ca: '/nonexistent/ca.crt' }), { logger: captureLogger().logger, channel: 'site' }));
+  const error = t.throws<FerryError>(() => httpsDestination(destination('https://127.0.0.1:1/in', { ca: '/nonexistent/ca.crt' }), { logger: captureLogger().logger }));
   t.is(error!.code, 'CONFIG_INVALID');
   t.regex(error!.message, /cannot read ca \/nonexistent\/ca\.crt/);
 });
