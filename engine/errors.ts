@@ -88,6 +88,8 @@ export const errorCodes = {
 
   // admin API
   API_BAD_REQUEST: { permanent: true, summary: 'an admin API request has a bad parameter' },
+  API_NOT_FOUND: { permanent: true, summary: 'no admin API endpoint has that path (404)' },
+  API_METHOD_NOT_ALLOWED: { permanent: true, summary: 'the admin API endpoint does not take that HTTP method (405, with Allow)' },
   AUTH_REQUIRED: { permanent: true, summary: 'the admin API call needs a login session or an API token' },
   AUTH_FAILED: { permanent: true, summary: 'wrong user name or password, or an unknown API token' },
   AUTH_RATE_LIMITED: { permanent: false, summary: 'too many failed logins from this address or for this user; retry later' },

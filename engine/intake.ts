@@ -66,6 +66,7 @@ export interface IntakeDeps {
   channel: string;
   store: MessageStore;
   queue: Queue<InboundJob>;
+  /** The channel's logger: its lines already name the channel. */
   logger: Logger;
   /** How long a commit may wait for Redis; default 5 s (engine.commitTimeout). */
   commitTimeoutMs?: number;
@@ -228,16 +229,16 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
 
       function fail(header: Hl7Header | undefined, message: string, cause: unknown): IntakeResult {
         const error = new FerryError('COMMIT_FAILED', message, { cause });
-        logger.error({ channel, source: options.source, err: cause }, error.message);
+        logger.error({ source: options.source, err: cause }, error.message);
         return { kind: 'failed', header, charset, error };
       }
 
       async function refuse(error: unknown, shown: string, shownCharset: string): Promise<IntakeResult> {
         const reason = error instanceof FerryError ? error : new FerryError('HL7_ENCODING', describeError(error), { cause: error });
-        logger.warn({ channel, source: options.source, code: reason.code }, `refused: ${reason.message}`);
+        logger.warn({ source: options.source, code: reason.code }, `refused: ${reason.message}`);
         await store
           .reject({ id, channel, source: options.source, raw, text: shown, charset: shownCharset, parentId: options.parentId ?? null }, describeError(reason))
-          .catch((cause) => logger.error({ channel, err: cause }, 'could not record a refused message'));
+          .catch((cause) => logger.error({ err: cause }, 'could not record a refused message'));
         return { kind: 'rejected', id, header: headerOf(shown), charset: shownCharset, error: reason };
       }
     },

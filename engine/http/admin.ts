@@ -263,6 +263,16 @@ export const adminApp = (deps: AdminDeps): Koa => {
     ctx.body = adminStore.auditLog(Math.min(limit === undefined ? 100 : Number(limit), MAX_AUDIT_PAGE));
   });
 
+  // An /api path no route takes, or a route asked with another method (allowedMethods sets 405 and
+  // Allow after the fact): answered in the API's JSON error shape, not Koa's plain text.
+  app.use(async (ctx, next) => {
+    await next();
+    if (!ctx.path.startsWith('/api/')) return;
+    if (ctx.status === 405) {
+      throw new FerryError('API_METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path} (allowed: ${ctx.response.get('Allow')})`, { details: { status: 405 } });
+    }
+    if (ctx.status === 404 && ctx.body === undefined) throw new FerryError('API_NOT_FOUND', `no API endpoint ${ctx.method} ${ctx.path}`, { details: { status: 404 } });
+  });
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

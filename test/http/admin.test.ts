@@ -190,3 +190,17 @@ test('/api/messages/:id: the detail, or 404 MESSAGE_NOT_FOUND', async (t) => {
     body: { error: { code: 'MESSAGE_NOT_FOUND', message: 'no message 01HZX5J3Q8M4T2V7N6B9C0D1EF' } },
   });
 });
+
+test('an unknown /api path is 404 API_NOT_FOUND, another method on an endpoint 405 API_METHOD_NOT_ALLOWED with Allow, both in JSON', async (t) => {
+  const { base } = await startAdmin(t, { channels: [fakeChannel(adtInfo)] });
+  const nope = await fetch(`${base}/api/nope`);
+  t.is(nope.status, 404);
+  t.deepEqual(await nope.json(), { error: { code: 'API_NOT_FOUND', message: 'no API endpoint GET /api/nope' } });
+  const wrong = await fetch(`${base}/api/channels/adt/stop`);
+  t.is(wrong.status, 405);
+  t.is(wrong.headers.get('allow'), 'POST');
+  t.deepEqual(await wrong.json(), { error: { code: 'API_METHOD_NOT_ALLOWED', message: 'GET is not allowed on /api/channels/adt/stop (allowed: POST)' } });
+  const put = await fetch(`${base}/api/channels`, { method: 'PUT' });
+  t.is(put.status, 405);
+  t.is((await put.json()).error.code, 'API_METHOD_NOT_ALLOWED');
+});
