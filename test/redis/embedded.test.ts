@@ -134,6 +134,36 @@ test('a redis-server left running by a killed engine is replaced at start, its d
   t.is(await client(t, socket).get('ferry:from-stale'), 'still here');
 });
 
+test('a process that exits without stop() (a timed-out shutdown) takes its redis-server down cleanly, data kept', async (t) => {
+  const dir = path.join(await tempDir(t), 'redis');
+  const engineFile = new URL('../../engine/redis/embedded.ts', import.meta.url).href;
+  // A process that starts the embedded server, writes through it, and exits as a timed-out shutdown does.
+  const script = `
+    import { pino } from 'pino';
+    import { Redis } from 'ioredis';
+    import { embeddedRedis } from ${JSON.stringify(engineFile)};
+    const { path: socket } = await embeddedRedis({ dir: ${JSON.stringify(dir)}, logger: pino({ level: 'silent' }) }).start();
+    const client = new Redis({ path: socket });
+    await client.set('ferry:before-exit', 'kept');
+    console.log(await client.get('ferry:before-exit'));
+    process.exit(1);
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.is(code, 1);
+  t.is(out.trim(), 'kept');
+  const socket = path.join(dir, 'redis.sock');
+  await until('the redis-server to exit', async () => (await processesOn(socket)).length === 0);
+  // SIGTERM ran redis's SHUTDOWN: it removed its pidfile (a SIGKILL or a left-behind server would not).
+  await until('the pidfile to go', async () => !(await stat(path.join(dir, 'redis.pid')).then(() => true, () => false)));
+  const redis = embeddedRedis({ dir, logger: silent });
+  t.teardown(() => redis.stop());
+  await redis.start();
+  t.is(await client(t, socket).get('ferry:before-exit'), 'kept');
+});
+
 const leftovers: Array<{ title: string; prepare: (dir: string) => Promise<number | undefined> }> = [
   {
     title: 'a pidfile naming a dead process',
