@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { initCertificates, issueClientCertificate, renewServerCertificate } from './auth/certs.ts';
 import { addHmacKey, addToken, listTokens, revokeToken } from './auth/tokens.ts';
 import { mllpClient } from './clients/mllp.ts';
-import { loadConfig } from './config.ts';
+import { readUsersFile } from './auth/users.ts';
+import { checkAdminExposure, loadConfig, type ChannelConfig, type FerryConfig } from './config.ts';
 import { startEngine } from './engine.ts';
 import { USER_USAGE, userCommand } from './user-command.ts';
 import { FerryError, describeError, isFerryError } from './errors.ts';
@@ -38,6 +39,37 @@ const USAGE = `usage:
 ${USER_USAGE}`;
 
 const usage = (message: string): FerryError => new FerryError('CLI_USAGE', `${message}\n${USAGE}`);
+
+const COMMANDS = ['start', 'check', 'send', 'token', 'certs', 'user'] as const;
+type Command = (typeof COMMANDS)[number];
+const isCommand = (value: string | undefined): value is Command => (COMMANDS as readonly (string | undefined)[]).includes(value);
+
+/** One command's entries of USAGE (an entry is its `  ferry <command> …` line and the lines indented under it). */
+const usageOf = (command: Command): string => {
+  const entries = USAGE.split(/\n(?= {2}ferry )/).slice(1);
+  return ['usage:', ...entries.filter((entry) => entry.startsWith(`  ferry ${command} `))].join('\n');
+};
+
+/** `-h` or `--help` among the options (before any `--`, after which arguments are names). */
+const asksForHelp = (args: string[]): boolean => {
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === '-h' || arg === '--help');
+};
+
+/** A file named on the command line, or CLI_FILE_UNREADABLE naming it (`what` says which option it came from). */
+const readNamedFile = async (file: string, what = 'file'): Promise<Buffer> => {
+  try {
+    return await readFile(file);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why: Record<string, string> = { EISDIR: 'it is a directory', EACCES: 'permission denied', EPERM: 'permission denied' };
+    const message = code === 'ENOENT' ? `${what} ${file} does not exist` : `cannot read ${what} ${file}: ${(code && why[code]) ?? code ?? (cause as Error).message}`;
+    throw new FerryError('CLI_FILE_UNREADABLE', message, { cause, details: { file } });
+  }
+};
+
+/** Node's own errors from the file system, the network or DNS (ENOENT, EACCES, ECONNREFUSED…): the machine's state, not a bug. */
+const isSystemError = (error: unknown): boolean => error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string';
 
 const isLogFormat = (value: string): value is LogFormat => (LOG_FORMATS as readonly string[]).includes(value);
 
@@ -104,6 +136,8 @@ const start = async (args: string[]): Promise<number> => {
 const check = async (args: string[]): Promise<number> => {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c', default: 'channels.yaml' } } });
   const config = await loadConfig(values.config!);
+  // What `ferry start` refuses before it starts anything (the users file is read the same way).
+  checkAdminExposure(config, (await readUsersFile(config.engine.users)).length);
   const problems = await checkScripts(config);
   for (const p of problems) console.error(`${relative(process.cwd(), p.file) || p.file}:${p.line}:${p.column} ${p.message}`);
   const scripts = config.channels.filter((c) => c.script).length;
@@ -131,18 +165,23 @@ const send = async (args: string[]): Promise<number> => {
   const [target, ...files] = positionals;
   const match = target ? /^(.+):(\d+)$/.exec(target) : null;
   if (!match) throw usage('ferry send needs <host:port>');
+  if (Number(match[2]) < 1 || Number(match[2]) > 65535) throw usage(`ferry send needs a port from 1 to 65535 (got ${match[2]})`);
   if (files.length === 0) throw usage('ferry send needs at least one file');
   if ((values.cert === undefined) !== (values.key === undefined)) throw usage('ferry send needs --cert and --key together');
+  const ackTimeoutMs = seconds(values.timeout!);
   // Any TLS file implies TLS; --tls alone verifies the receiver against the system CAs.
   const secure = values.tls || values.ca !== undefined || values.cert !== undefined;
-  const pem = async (file: string | undefined): Promise<Buffer | undefined> => (file === undefined ? undefined : readFile(file));
-  const tls = secure ? { ca: await pem(values.ca), cert: await pem(values.cert), key: await pem(values.key) } : undefined;
-  const client = mllpClient({ host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]), ackTimeoutMs: seconds(values.timeout!), ...(tls && { tls }) });
+  const pem = async (option: string, file: string | undefined): Promise<Buffer | undefined> => (file === undefined ? undefined : readNamedFile(file, `${option} file`));
+  const tls = secure ? { ca: await pem('--ca', values.ca), cert: await pem('--cert', values.cert), key: await pem('--key', values.key) } : undefined;
+  // Every file is read before anything is sent: a mistyped name stops the command with nothing sent.
+  const contents: Buffer[] = [];
+  for (const file of files) contents.push(await readNamedFile(file));
+  const client = mllpClient({ host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]), ackTimeoutMs, ...(tls && { tls }) });
   let failures = 0;
   try {
-    for (const file of files) {
+    for (const [position, file] of files.entries()) {
       // Files edited by hand usually end segments with LF; HL7 wants CR (--raw sends bytes as they are).
-      const bytes = await readFile(file);
+      const bytes = contents[position]!;
       const messages = values.raw ? [bytes] : splitMessages(bytes);
       for (const [index, message] of messages.entries()) {
         const label = messages.length > 1 ? `${file}#${index + 1}` : file;
@@ -167,6 +206,39 @@ const send = async (args: string[]): Promise<number> => {
 const listOption = (values: string[] | undefined): string[] =>
   (values ?? []).flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean);
 
+/** What a source checks of the token table: bearer tokens, HMAC keys, or nothing. */
+const sourceChecks = (source: ChannelConfig['source']): 'token' | 'hmac' | undefined =>
+  (source.type === 'https' || source.type === 'pusher') && (source.auth === 'token' || source.auth === 'hmac') ? source.auth : undefined;
+
+/**
+ * `ferry token add|add-hmac … --channel` names that likely grant nothing: no such channel, or a channel
+ * whose source does not check this kind of credential (only https and pusher sources do, with
+ * auth: token for tokens and auth: hmac for HMAC keys). With engine.websocket a bearer token's
+ * names are also WebSocket topic grants (name and name.*), which need no channel: that is only a
+ * note. '*' is every channel, present and future, so it is never warned about.
+ */
+const channelWarnings = (config: FerryConfig, action: 'add' | 'add-hmac', channels: string[]): string[] => {
+  const kind = action === 'add' ? 'token' : 'hmac';
+  const lines: string[] = [];
+  for (const name of channels) {
+    if (name === '*') continue;
+    const channel = config.channels.find((c) => c.name === name);
+    if (channel && sourceChecks(channel.source) === kind) continue;
+    // WebSocket subscribers authenticate with bearer tokens only (TokenTable.verify), never HMAC keys.
+    const topics = kind === 'token' && config.engine.websocket ? ` (as a WebSocket grant it covers topics ${name} and ${name}.*)` : '';
+    const level = topics ? 'note' : 'warning';
+    if (!channel) {
+      lines.push(`ferry: ${level}: no channel named "${name}" in ${config.file}${topics}`);
+      continue;
+    }
+    const { source } = channel;
+    const why = source.type === 'https' || source.type === 'pusher' ? `its ${source.type} source has auth: ${source.auth}` : `its source has type: ${source.type}`;
+    const what = kind === 'token' ? 'tokens' : 'HMAC keys';
+    lines.push(`ferry: ${level}: channel "${name}" in ${config.file} checks no ${what}: ${why}${topics || ` (only https and pusher sources with auth: ${kind} do)`}`);
+  }
+  return lines;
+};
+
 const token = async (args: string[]): Promise<number> => {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
@@ -186,12 +258,7 @@ const token = async (args: string[]): Promise<number> => {
   if (adds) {
     const channels = listOption(values.channel);
     if (channels.length === 0) throw usage(`ferry token ${action} needs --channel <channel>[,<channel>…] (or --channel '*' for every channel)`);
-    for (const channel of channels) {
-      if (channel !== '*' && !config.channels.some((c) => c.name === channel)) {
-        const topics = config.engine.websocket ? ` (as a WebSocket grant it covers topics ${channel} and ${channel}.*)` : '';
-        console.error(`ferry: ${topics ? 'note' : 'warning'}: no channel named "${channel}" in ${config.file}${topics}`);
-      }
-    }
+    for (const line of channelWarnings(config, action, channels)) console.error(line);
     const secret = await (action === 'add' ? addToken : addHmacKey)(file, name, channels);
     console.log(secret);
     const what = action === 'add' ? `token "${name}"` : `HMAC key "${name}"`;
@@ -259,6 +326,10 @@ const certs = async (args: string[]): Promise<number> => {
 export const main = async (argv: string[]): Promise<number> => {
   const [command, ...args] = argv;
   try {
+    if (isCommand(command) && asksForHelp(args)) {
+      console.log(usageOf(command));
+      return 0;
+    }
     switch (command) {
       case 'start':
         return await start(args);
@@ -286,7 +357,9 @@ export const main = async (argv: string[]): Promise<number> => {
     const code = (thrown as NodeJS.ErrnoException).code ?? '';
     const error = code.startsWith('ERR_PARSE_ARGS_') ? usage((thrown as Error).message) : thrown;
     console.error(isFerryError(error) ? `ferry: ${error.code}: ${error.message}` : `ferry: ${describeError(error)}`);
-    if (!isFerryError(error) && error instanceof Error && error.stack) console.error(error.stack);
+    // A stack trace only for what may be a bug: not for Ferry's own errors, nor for the system's
+    // (a folder that does not exist, no permission), whose message already says all there is.
+    if (!isFerryError(error) && !isSystemError(error) && error instanceof Error && error.stack) console.error(error.stack);
     return isFerryError(error) && error.code === 'CLI_USAGE' ? 2 : 1;
   }
 };

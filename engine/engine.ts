@@ -8,8 +8,7 @@ import { openTokenTable } from './auth/tokens.ts';
 import { watchUsers } from './auth/users.ts';
 import { channelControl } from './channel-control.ts';
 import { createChannel, type Channel, type ChannelDeps } from './channel.ts';
-import type { FerryConfig } from './config.ts';
-import { FerryError } from './errors.ts';
+import { checkAdminExposure, type FerryConfig } from './config.ts';
 import { createEventBus, publishingStore } from './events.ts';
 import { adminApp } from './http/admin.ts';
 import { isLoopbackHost } from './http/auth.ts';
@@ -55,12 +54,7 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
     const users = await watchUsers(config.engine.users, logger);
     undo.push(async () => users.close());
     const loopbackOnly = isLoopbackHost(config.engine.admin.host);
-    if (users.list().length === 0 && !loopbackOnly) {
-      throw new FerryError(
-        'ADMIN_NOT_LOOPBACK',
-        `engine.admin.host is ${config.engine.admin.host} but ${config.engine.users} has no users, and without users the admin API has no login: add one (ferry user add <name> --role admin) or listen on 127.0.0.1`,
-      );
-    }
+    checkAdminExposure(config, users.list().length);
     const bus = createEventBus((error) => logger.warn({ err: error }, 'event listener failed'));
 
     let address: RedisAddress;

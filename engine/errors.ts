@@ -11,6 +11,7 @@ export const errorCodes = {
   CONFIG_INVALID: { permanent: true, summary: 'the config does not match the schema or is inconsistent' },
   CONFIG_ENV_MISSING: { permanent: true, summary: 'a ${VAR} in the config names an unset environment variable' },
   CLI_USAGE: { permanent: true, summary: 'the command line is wrong' },
+  CLI_FILE_UNREADABLE: { permanent: true, summary: 'a file named on the command line does not exist or cannot be read' },
 
   // embedded / external Redis
   REDIS_NOT_INSTALLED: { permanent: true, summary: 'redis-server is not on PATH' },

@@ -3,7 +3,7 @@ import { Ajv } from 'ajv';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig, parseConfig, type ChannelConfig, type DestinationConfig, type FerryConfig } from '../engine/config.ts';
+import { checkAdminExposure, loadConfig, parseConfig, type ChannelConfig, type DestinationConfig, type FerryConfig } from '../engine/config.ts';
 import { renderConfigSchema } from '../engine/config-schema.ts';
 import { FerryError, type ErrorCode } from '../engine/errors.ts';
 import { tempDir } from './helpers/temp.ts';
@@ -480,6 +480,21 @@ test('a missing file is CONFIG_NOT_FOUND', async (t) => {
   const error = await t.throwsAsync(loadConfig(join(dir, 'channels.yaml')), { instanceOf: FerryError });
   t.is(error.code, 'CONFIG_NOT_FOUND');
   t.is(error.message, `config file ${join(dir, 'channels.yaml')} does not exist`);
+});
+
+test('checkAdminExposure: without users the admin API may listen on loopback only', (t) => {
+  const dir = join('/', 'projects', 'feed');
+  const withAdmin = (host: string): FerryConfig => parseConfig(`engine:\n  admin: { host: "${host}", port: 8470 }\n${oneChannel()}`, join(dir, 'channels.yaml'), {});
+  for (const host of ['127.0.0.1', '127.3.2.1', 'localhost', '::1']) t.notThrows(() => checkAdminExposure(withAdmin(host), 0), host);
+  for (const host of ['0.0.0.0', '::', '10.0.0.5', 'central.example.org']) {
+    const error = t.throws(() => checkAdminExposure(withAdmin(host), 0), { instanceOf: FerryError }, host);
+    t.is(error.code, 'ADMIN_NOT_LOOPBACK');
+    t.is(
+      error.message,
+      `engine.admin.host is ${host} but ${join(dir, 'users.yaml')} has no users, and without users the admin API has no login: add one (ferry user add <name> --role admin) or listen on 127.0.0.1`,
+    );
+    t.notThrows(() => checkAdminExposure(withAdmin(host), 1), `${host} with a user`);
+  }
 });
 
 test('all problems are reported together, in file order, with structured details', (t) => {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runFerry } from '../helpers/engine-process.ts';
 import { tempDir } from '../helpers/temp.ts';
@@ -67,6 +67,7 @@ test('init with defaults, refuse a second init, --force with --host; issue a cli
 
 test('--dir, and the mistakes: issue before init, bad host, bad name, stray arguments', async (t) => {
   const dir = await tempDir(t, 'ferry-cli-certs-');
+  await writeFile(join(dir, 'a-file'), '');
   const cases: Array<[string[], number, RegExp]> = [
     [['certs', 'issue', 'site-a', '--dir', 'pki'], 1, /^ferry: CERT_CA_MISSING: no usable CA in pki \(ca\.crt and ca\.key; run ferry certs init first\)\n$/],
     [['certs', 'init', '--host', 'not a host'], 2, /^ferry: CLI_USAGE: "not a host" is neither an IP address nor a DNS name\n$/],
@@ -76,6 +77,8 @@ test('--dir, and the mistakes: issue before init, bad host, bad name, stray argu
     [['certs', 'renew'], 1, /^ferry: CERT_CA_MISSING: no usable CA in certs /],
     [['certs', 'renew', 'extra'], 2, /ferry certs renew takes no name/],
     [['certs', 'renew', '--force'], 2, /ferry certs renew takes no --force/],
+    // The system's own refusal (a file where a folder should be): its one line, no stack trace.
+    [['certs', 'init', '--dir', 'a-file/certs'], 1, /^ferry: ENOTDIR: not a directory, mkdir '.*a-file\/certs'\n$/],
   ];
   for (const [args, code, stderr] of cases) {
     const result = await runFerry(args, { cwd: dir });

@@ -143,6 +143,7 @@ const usageCases = [
   { title: 'an unknown command', args: ['frob'], code: 2, stdout: /^$/, stderr: /^ferry: CLI_USAGE: unknown command "frob"\nusage:\n {2}ferry start/ },
   { title: 'send without a target', args: ['send'], code: 2, stdout: /^$/, stderr: /^ferry: CLI_USAGE: ferry send needs <host:port>\nusage:/ },
   { title: 'send without files', args: ['send', '127.0.0.1:2575'], code: 2, stdout: /^$/, stderr: /ferry send needs at least one file\nusage:/ },
+  { title: 'a port out of range', args: ['send', '127.0.0.1:65536', 'x.hl7'], code: 2, stdout: /^$/, stderr: /^ferry: CLI_USAGE: ferry send needs a port from 1 to 65535 \(got 65536\)\nusage:/ },
   { title: 'a bad --timeout', args: ['send', '127.0.0.1:2575', 'x.hl7', '--timeout', 'soon'], code: 2, stdout: /^$/, stderr: /--timeout takes a duration/ },
   { title: '--help', args: ['--help'], code: 0, stdout: /^usage:\n {2}ferry start .*\n.*\n {2}ferry check .*\n {2}ferry send /, stderr: /^$/ },
 ];
@@ -157,13 +158,92 @@ for (const { title, args, code, stdout, stderr } of usageCases) {
   });
 }
 
-// Known bug: parseArgs' own errors (unknown option, stray positional) escape main() as plain errors,
-// so they exit 1 with a stack trace instead of 2 with the usage. Turn into `test` once cli.ts maps
-// ERR_PARSE_ARGS_* to CLI_USAGE.
+// parseArgs' own errors (unknown option, stray positional) are usage mistakes like any other.
 test('usage: an unknown option → exit 2 with the usage, no stack trace', async (t) => {
   const dir = await project(t, CONFIG, { 'adt.ts': GOOD_SCRIPT });
   const run = await runFerry(['check', '-c', 'channels.yaml', '--bogus'], { cwd: dir });
   t.regex(run.stderr, /^ferry: CLI_USAGE: .*--bogus/);
   t.notRegex(run.stderr, /\n {4}at /);
   t.is(run.code, 2);
+});
+
+// `ferry <command> --help` (or -h): that command's entries of `ferry --help`, on stdout, exit 0.
+const commands = ['start', 'check', 'send', 'token', 'certs', 'user'];
+
+test('usage: --help and -h after each command print its part of the usage → exit 0', async (t) => {
+  const dir = await tempDir(t, 'ferry-usage-');
+  const full = await runFerry(['--help'], { cwd: dir });
+  const fullLines = full.stdout.trimEnd().split('\n');
+  const seen: string[] = [];
+  for (const command of commands) {
+    for (const flag of ['--help', '-h']) {
+      const run = await runFerry([command, flag], { cwd: dir });
+      const label = `ferry ${command} ${flag}`;
+      t.is(run.code, 0, label);
+      t.is(run.stderr, '', label);
+      const lines = run.stdout.trimEnd().split('\n');
+      t.is(lines[0], 'usage:', label);
+      // Entries of `ferry --help`, in its order, all of them this command's.
+      const start = fullLines.indexOf(lines[1]!);
+      t.true(start > 0, label);
+      t.deepEqual(lines.slice(1), fullLines.slice(start, start + lines.length - 1), label);
+      const entries = lines.filter((line) => line.startsWith('  ferry '));
+      t.true(entries.length > 0 && entries.every((line) => line.startsWith(`  ferry ${command} `)), label);
+      if (flag === '--help') seen.push(...lines.slice(1));
+    }
+  }
+  t.deepEqual(seen, fullLines.slice(1), 'together the commands cover the whole usage');
+});
+
+test('usage: --help anywhere among the options wins, even after a mistake; after -- it is a name', async (t) => {
+  const dir = await tempDir(t, 'ferry-usage-');
+  const help = await runFerry(['token', 'add', 'site-a', '--bogus', '--help'], { cwd: dir });
+  t.is(help.code, 0);
+  t.regex(help.stdout, /^usage:\n {2}ferry token add /);
+  t.notRegex(help.stdout, /ferry (start|check|send|certs|user) /);
+  t.is(help.stderr, '');
+  const named = await runFerry(['send', '127.0.0.1:2575', '--', '-h'], { cwd: dir });
+  t.is(named.stdout, '');
+  t.is(named.stderr, 'ferry: CLI_FILE_UNREADABLE: file -h does not exist\n');
+  t.is(named.code, 1);
+  const unknown = await runFerry(['frob', '--help'], { cwd: dir });
+  t.is(unknown.code, 2);
+  t.regex(unknown.stderr, /^ferry: CLI_USAGE: unknown command "frob"\n/);
+});
+
+// Without users the admin API has no login; `ferry start` refuses to put it on the network, and
+// `ferry check` says so first, in the same words.
+const OPEN_ADMIN = CONFIG.replace('  data: ./data\n', '  data: ./data\n  admin: { host: 0.0.0.0, port: 0 }\n');
+
+test('a non-loopback admin without users: check reports ADMIN_NOT_LOOPBACK as start does, exit 1', async (t) => {
+  const dir = await project(t, OPEN_ADMIN, { 'adt.ts': GOOD_SCRIPT });
+  const users = join(await realpath(dir), 'users.yaml');
+  const refusal = `ferry: ADMIN_NOT_LOOPBACK: engine.admin.host is 0.0.0.0 but ${users} has no users, and without users the admin API has no login: add one (ferry user add <name> --role admin) or listen on 127.0.0.1\n`;
+  const check = await runFerry(['check', '-c', 'channels.yaml'], { cwd: dir });
+  t.is(check.stdout, '');
+  t.is(check.stderr, refusal);
+  t.is(check.code, 1);
+  const start = await runFerry(['start', '-c', 'channels.yaml'], { cwd: dir });
+  t.is(start.stderr, refusal);
+  t.is(start.code, 1);
+
+  // With a user there is a login, and the config is valid.
+  const add = await runFerry(['user', 'add', 'ada', '--role', 'admin'], { cwd: dir, input: 'a long passphrase\n' });
+  t.is(add.code, 0, add.stderr);
+  const valid = await runFerry(['check', '-c', 'channels.yaml'], { cwd: dir });
+  t.is(valid.stderr, '');
+  t.is(valid.stdout, `ferry check: ${join(await realpath(dir), 'channels.yaml')} is valid: 1 channel(s), 1 script(s) type-check\n`);
+  t.is(valid.code, 0);
+});
+
+test('an invalid users file: check reports USERS_INVALID, as start would, exit 1', async (t) => {
+  const dir = await project(t, OPEN_ADMIN, { 'adt.ts': GOOD_SCRIPT });
+  await writeFile(join(dir, 'users.yaml'), 'users: [{ name: bob, role: root }]\n');
+  const check = await runFerry(['check', '-c', 'channels.yaml'], { cwd: dir });
+  t.is(check.stdout, '');
+  t.regex(check.stderr, /^ferry: USERS_INVALID: [^\n]*users\.yaml[^\n]*\n$/);
+  t.is(check.code, 1);
+  const start = await runFerry(['start', '-c', 'channels.yaml'], { cwd: dir });
+  t.is(start.stderr, check.stderr);
+  t.is(start.code, 1);
 });

@@ -209,3 +209,33 @@ test('a peer that never answers: MLLP_ACK_TIMEOUT after --timeout, exit 1', asyn
     t.true(waited < 5_000, `waited ${waited} ms`);
   }
 });
+
+test('a file that cannot be read: one CLI_FILE_UNREADABLE line naming it, nothing sent, exit 1', async (t) => {
+  const work = await tempDir(t);
+  await writeFile(join(work, 'good.hl7'), segments('UNREAD1', 'M').join('\r') + '\r');
+  await writeFile(join(work, 'client.crt'), 'not used');
+  await mkdir(join(work, 'folder'));
+  // A peer that counts connections: a refusal must come before anything is sent, even the good file.
+  let connections = 0;
+  const peer = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => peer.close(() => resolve())));
+  const target = `127.0.0.1:${(peer.address() as { port: number }).port}`;
+
+  const cases: Array<[string[], string]> = [
+    [['good.hl7', 'nosuch.hl7'], 'file nosuch.hl7 does not exist'],
+    [['folder'], 'cannot read file folder: it is a directory'],
+    [['good.hl7', '--ca', 'nosuch.pem'], '--ca file nosuch.pem does not exist'],
+    [['good.hl7', '--cert', 'client.crt', '--key', 'nosuch.key'], '--key file nosuch.key does not exist'],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runFerry(['send', target, ...args], { cwd: work });
+    t.is(run.stderr, `ferry: CLI_FILE_UNREADABLE: ${message}\n`, args.join(' '));
+    t.is(run.stdout, '', args.join(' '));
+    t.is(run.code, 1, args.join(' '));
+  }
+  t.is(connections, 0);
+});

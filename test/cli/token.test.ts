@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { openTokenTable } from '../../engine/auth/tokens.ts';
@@ -9,18 +9,46 @@ import { eventually, tempDir } from '../helpers/temp.ts';
 // `ferry token add | add-hmac | list | revoke` as processes, on a config whose engine.tokens points
 // into a subfolder, with a token table open in this process that must follow every change.
 
-const config = `engine:
-  tokens: ./secrets/tokens.yaml
-channels:
+// Receivers that check the table: bearer tokens on adt-in (https) and lab-in (pusher), HMAC keys on
+// signed-in; open-in, archive (MLLP) and relay (fed by other channels) check neither.
+const channels = `channels:
   - name: adt-in
-    source: { type: channel }
+    source: { type: https, path: /in/adt, auth: token, requireTls: false }
     destinations:
       - { name: d, type: file, dir: out }
   - name: lab-in
+    source: { type: pusher, path: /in/lab, auth: token, requireTls: false }
+    destinations:
+      - { name: d, type: file, dir: out }
+  - name: signed-in
+    source: { type: https, path: /in/signed, auth: hmac, requireTls: false }
+    destinations:
+      - { name: d, type: file, dir: out }
+  - name: open-in
+    source: { type: https, path: /in/open, auth: none, requireTls: false }
+    destinations:
+      - { name: d, type: file, dir: out }
+  - name: archive
+    source: { type: mllp, port: 0 }
+    destinations:
+      - { name: d, type: file, dir: out }
+  - name: relay
     source: { type: channel }
     destinations:
       - { name: d, type: file, dir: out }
 `;
+
+const config = `engine:
+  tokens: ./secrets/tokens.yaml
+  https: { port: 8443, plain: true }
+${channels}`;
+
+/** The same channels with WebSocket push on: a token's names are also topic grants. */
+const websocketConfig = `engine:
+  tokens: ./secrets/tokens.yaml
+  https: { port: 8443, plain: true }
+  websocket: {}
+${channels}`;
 
 test('add, list, revoke round trip; a running table follows each change', async (t) => {
   const dir = await tempDir(t, 'ferry-cli-token-');
@@ -45,10 +73,10 @@ test('add, list, revoke round trip; a running table follows each change', async 
   t.teardown(() => table.close());
   t.deepEqual(table.verify(token, 'lab-in'), { ok: true, name: 'site-a' });
 
-  const hmac = await runFerry(['token', 'add-hmac', 'site-b', '--channel', 'adt-in', '-c', 'channels.yaml'], { cwd: dir });
+  const hmac = await runFerry(['token', 'add-hmac', 'site-b', '--channel', 'signed-in', '-c', 'channels.yaml'], { cwd: dir });
   t.is(hmac.code, 0, hmac.stderr);
   t.regex(hmac.stdout, /^fyk_[A-Za-z0-9_-]{43}\n$/);
-  t.regex(hmac.stderr, /HMAC key "site-b" for adt-in added to secrets\/tokens\.yaml; this is the only time it is shown \(give it to the sender now\)/);
+  t.is(hmac.stderr, 'ferry: HMAC key "site-b" for signed-in added to secrets/tokens.yaml; this is the only time it is shown (give it to the sender now)\n');
   await eventually(() => table.hmacSecret('site-b'), 5_000, 'the new key');
   t.is(table.hmacSecret('site-b'), hmac.stdout.trim());
 
@@ -57,7 +85,7 @@ test('add, list, revoke round trip; a running table follows each change', async 
   const lines = list.stdout.trimEnd().split('\n');
   t.regex(lines[0]!, /^NAME\s+KIND\s+CHANNELS\s+CREATED\s+LAST USED$/);
   t.regex(lines[1]!, /^site-a\s+token\s+adt-in,lab-in\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+never$/);
-  t.regex(lines[2]!, /^site-b\s+hmac\s+adt-in\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+never$/);
+  t.regex(lines[2]!, /^site-b\s+hmac\s+signed-in\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+never$/);
   t.is(lines.length, 3);
   const hash = /hash: ([0-9a-f]{64})/.exec(await readFile(file, 'utf8'))![1]!;
   t.false(list.stdout.includes(hash), 'never the hash');
@@ -107,4 +135,76 @@ test('mistakes: a taken name, no channel, an unknown action or name; unknown cha
     t.regex(result.stderr, stderr, args.join(' '));
     t.is(result.stdout, '', args.join(' '));
   }
+});
+
+test('a channel that checks no tokens (or no HMAC keys) only warns: the entry is still added', async (t) => {
+  const dir = await tempDir(t, 'ferry-cli-token-');
+  await writeFile(join(dir, 'channels.yaml'), config);
+  const file = join(await realpath(dir), 'channels.yaml');
+  const run = (...args: string[]) => runFerry(['token', ...args], { cwd: dir });
+  const onlyToken = '(only https and pusher sources with auth: token do)';
+  const onlyHmac = '(only https and pusher sources with auth: hmac do)';
+
+  const cases: Array<{ args: string[]; warnings: string[] }> = [
+    { args: ['add', 't-mllp', '--channel', 'archive'], warnings: [`channel "archive" in ${file} checks no tokens: its source has type: mllp ${onlyToken}`] },
+    {
+      args: ['add', 't-mixed', '--channel', 'adt-in,relay', '--channel', 'signed-in,open-in,lab-in'],
+      warnings: [
+        `channel "relay" in ${file} checks no tokens: its source has type: channel ${onlyToken}`,
+        `channel "signed-in" in ${file} checks no tokens: its https source has auth: hmac ${onlyToken}`,
+        `channel "open-in" in ${file} checks no tokens: its https source has auth: none ${onlyToken}`,
+      ],
+    },
+    {
+      args: ['add-hmac', 'k-mixed', '--channel', 'signed-in,adt-in,lab-in,archive'],
+      warnings: [
+        `channel "adt-in" in ${file} checks no HMAC keys: its https source has auth: token ${onlyHmac}`,
+        `channel "lab-in" in ${file} checks no HMAC keys: its pusher source has auth: token ${onlyHmac}`,
+        `channel "archive" in ${file} checks no HMAC keys: its source has type: mllp ${onlyHmac}`,
+      ],
+    },
+    // '*' means every channel, present and future: never a warning, even with no receiver among them.
+    { args: ['add', 't-all', '--channel', '*'], warnings: [] },
+    { args: ['add-hmac', 'k-all', '--channel', '*'], warnings: [] },
+    { args: ['add', 't-ok', '--channel', 'adt-in,lab-in'], warnings: [] },
+  ];
+  for (const { args, warnings } of cases) {
+    const result = await run(...args);
+    const label = args.join(' ');
+    t.is(result.code, 0, label);
+    t.regex(result.stdout, /^fyk?_[A-Za-z0-9_-]{43}\n$/, label);
+    const [kind, name] = args[0] === 'add' ? ['token', args[1]] : ['HMAC key', args[1]];
+    const added = new RegExp(`^ferry: ${kind} "${name}" for .* added to secrets/tokens\\.yaml; this is the only time it is shown`);
+    const lines = result.stderr.trimEnd().split('\n');
+    t.deepEqual(lines.slice(0, -1), warnings.map((w) => `ferry: warning: ${w}`), label);
+    t.regex(lines.at(-1)!, added, label);
+  }
+  const list = await run('list');
+  t.deepEqual(
+    list.stdout.trimEnd().split('\n').slice(1).map((line) => line.split(/\s+/).slice(0, 3).join(' ')),
+    ['t-mllp token archive', 't-mixed token adt-in,relay,signed-in,open-in,lab-in', 't-all token *', 't-ok token adt-in,lab-in', 'k-mixed hmac signed-in,adt-in,lab-in,archive', 'k-all hmac *'],
+  );
+});
+
+test('with WebSocket push a token name is also a topic grant: a note, not a warning; HMAC keys still warn', async (t) => {
+  const dir = await tempDir(t, 'ferry-cli-token-');
+  await writeFile(join(dir, 'channels.yaml'), websocketConfig);
+  const file = join(await realpath(dir), 'channels.yaml');
+  const run = (...args: string[]) => runFerry(['token', ...args], { cwd: dir });
+
+  const token = await run('add', 'browser', '--channel', 'archive,lab,adt-in');
+  t.is(token.code, 0);
+  t.deepEqual(token.stderr.trimEnd().split('\n').slice(0, -1), [
+    `ferry: note: channel "archive" in ${file} checks no tokens: its source has type: mllp (as a WebSocket grant it covers topics archive and archive.*)`,
+    `ferry: note: no channel named "lab" in ${file} (as a WebSocket grant it covers topics lab and lab.*)`,
+  ]);
+
+  // WebSocket subscribers authenticate with bearer tokens only: an HMAC key grants no topic.
+  const key = await run('add-hmac', 'signer', '--channel', 'archive,lab,signed-in');
+  t.is(key.code, 0);
+  t.deepEqual(key.stderr.trimEnd().split('\n').slice(0, -1), [
+    `ferry: warning: channel "archive" in ${file} checks no HMAC keys: its source has type: mllp (only https and pusher sources with auth: hmac do)`,
+    `ferry: warning: no channel named "lab" in ${file}`,
+  ]);
+  t.regex(key.stdout, /^fyk_[A-Za-z0-9_-]{43}\n$/);
 });
