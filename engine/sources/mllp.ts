@@ -155,7 +155,8 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
         socket.destroy();
       }
       conn.busy = false;
-      if (stopping || conn.peerEnded) socket.end();
+      if (stopping) endThenClose(socket);
+      else if (conn.peerEnded) socket.end();
       else if (!socket.destroyed) {
         idle.refresh();
         socket.resume();
@@ -198,12 +199,24 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
     log.debug('MLLP connection opened');
   };
 
+  // Every accepted socket until it closes, served or not: server.close() waits for all of them, and
+  // over TLS a socket is served (in `open`) only once its handshake succeeded.
+  const accepted = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    accepted.add(socket);
+    socket.once('close', () => accepted.delete(socket));
+  });
+
   // Over TLS a connection is served once its handshake succeeded; failed handshakes are logged.
   if (options.tls) {
     server.on('secureConnection', serve);
-    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) =>
-      logger.info({ err: error, code: error.code, peer: `${socket.remoteAddress}:${socket.remotePort}` }, `MLLP TLS handshake failed: ${errorText(error)}`),
-    );
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+      // Node leaves the socket of a failed handshake open, a timed-out one too: it would hold a
+      // connection (and stop()) until the client goes away.
+      socket.destroy();
+      if (stopping) return; // a handshake cut by stop() is not the sender's failure
+      logger.info({ err: error, code: error.code, peer: `${socket.remoteAddress}:${socket.remotePort}` }, `MLLP TLS handshake failed: ${errorText(error)}`);
+    });
   } else server.on('connection', serve);
 
   const start = (): Promise<{ host: string; port: number }> => {
@@ -236,8 +249,8 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
       reload?.stop();
       if (!server.listening) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Busy connections end themselves once their in-flight reply is written (see pump).
-      for (const conn of open) if (!conn.busy) conn.socket.end();
+      // Busy connections are closed once their in-flight reply is written (see pump).
+      for (const conn of open) if (!conn.busy) endThenClose(conn.socket);
       if (open.size > 0) {
         const drainedAll = new Promise<void>((resolve) => (allClosed = resolve));
         let timer: NodeJS.Timeout | undefined;
@@ -246,6 +259,8 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
         clearTimeout(timer);
         for (const conn of open) conn.socket.destroy();
       }
+      // What is left was never served, a TLS handshake still going on: nothing to wait for.
+      for (const socket of accepted) socket.destroy();
       await closed;
       logger.info({ host: options.host, port: boundPort }, 'MLLP listener stopped');
     })();
@@ -260,6 +275,16 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
     },
     connections: () => open.size,
   };
+};
+
+/**
+ * At stop: ends our side, then closes the socket once the end has finished, that is once everything
+ * written before (the in-flight reply) has been handed to the OS, which still delivers it. With
+ * allowHalfOpen, a peer that keeps its own side open would otherwise hold the connection (and stop())
+ * until the grace runs out.
+ */
+const endThenClose = (socket: net.Socket): void => {
+  socket.end(() => socket.destroy());
 };
 
 /** Resolves when the socket can take more writes, or is gone. */

@@ -44,15 +44,19 @@ const startSource = async (t: ExecutionContext, overrides: Partial<MllpSourceOpt
   return { source, address, lines, calls };
 };
 
-/** A raw TCP client that records everything it receives. */
-const rawClient = async (t: ExecutionContext, port: number) => {
-  const socket = net.connect(port, '127.0.0.1');
+/**
+ * A raw TCP client that records everything it receives. With allowHalfOpen it keeps its side open
+ * after the source's FIN, as `nc` does, instead of closing in turn.
+ */
+const rawClient = async (t: ExecutionContext, port: number, { allowHalfOpen = false } = {}) => {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen });
   socket.setNoDelay(true);
   t.teardown(() => socket.destroy());
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
   socket.on('error', () => undefined); // resets are part of some tests; `closed` reports them
-  const closed = once(socket, 'close').then(() => true);
+  // Not events.once: that rejects on the 'error' before the 'close' of a reset.
+  const closed = new Promise<boolean>((resolve) => socket.once('close', () => resolve(true)));
   await once(socket, 'connect');
   const received = (): Buffer => Buffer.concat(chunks);
   return { socket, received, closed };
@@ -255,6 +259,74 @@ test('stop() lets the in-flight message be answered, then refuses connections; t
   const [error] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
   t.is(error.code, 'ECONNREFUSED');
   await source.stop();
+});
+
+/** Times `source.stop()`, in ms. */
+const timeStop = async (source: { stop(): Promise<void> }): Promise<number> => {
+  const begun = performance.now();
+  await source.stop();
+  return performance.now() - begun;
+};
+
+/**
+ * Whether the source closed its socket entirely, not only its sending side: a peer that kept its
+ * side open learns that only from the reset its writes get, once its first write reached the source.
+ */
+const isResetWithin = async (socket: net.Socket, ms: number): Promise<boolean> => {
+  const deadline = Date.now() + ms;
+  while (!socket.destroyed && Date.now() < deadline) {
+    socket.write(frame(msg('LATE')));
+    await delay(20);
+  }
+  return socket.destroyed;
+};
+
+// The 1500 ms bounds below only prove that stop() did not wait out the 5 s grace for connections
+// (or the 10 s TLS handshake timeout); here it takes milliseconds, plus any in-flight message's.
+
+test('stop() closes an idle connection whose peer keeps its side open, without waiting for the grace', async (t) => {
+  const { source } = await startSource(t);
+  const client = await rawClient(t, source.port, { allowHalfOpen: true });
+  await until(() => source.connections() === 1);
+  const ended = once(client.socket, 'end');
+  t.true((await timeStop(source)) < 1500);
+  t.is(source.connections(), 0);
+  await ended; // the source's FIN
+  t.true(await isResetWithin(client.socket, 2000));
+});
+
+test('stop() answers the in-flight message of a peer that keeps its side open, then closes it without waiting for the grace', async (t) => {
+  let entered!: () => void;
+  const inFlight = new Promise<void>((resolve) => (entered = resolve));
+  const { source } = await startSource(t, {
+    handle: async (payload) => {
+      entered();
+      await delay(200);
+      return ack(payload);
+    },
+  });
+  const client = await rawClient(t, source.port, { allowHalfOpen: true });
+  const ended = once(client.socket, 'end');
+  client.socket.write(frame(msg('B1')));
+  await inFlight;
+  t.true((await timeStop(source)) < 1500);
+  await ended; // the FIN comes after the reply: everything the source wrote has arrived
+  t.deepEqual(client.received(), frame(ack(Buffer.from(msg('B1')))));
+  t.is(source.connections(), 0);
+  t.true(await isResetWithin(client.socket, 2000));
+});
+
+test('over TLS, stop() closes a connection still in its handshake without waiting for the handshake timeout', async (t) => {
+  const certs = await makeCerts(t);
+  const { source, lines } = await startSource(t, { tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, clientCert: 'none' } });
+  // Plain TCP to the TLS port, sending nothing: the handshake never starts, let alone finishes.
+  const client = await rawClient(t, source.port);
+  await delay(50); // accepted by the source, though never served
+  t.is(source.connections(), 0);
+  t.true((await timeStop(source)) < 1500);
+  t.true(await isClosedWithin(client.closed, 1000));
+  await delay(50);
+  t.falsy(lines.find((line) => /^MLLP TLS handshake failed/.test(line.msg)), 'a handshake cut by stop() is not reported as failed');
 });
 
 test('stop() before start() resolves', async (t) => {
