@@ -125,7 +125,10 @@ test('server restarted on the same port: the client reconnects', async (t) => {
   t.is((await c.send(msg('BEFORE'))).toString('latin1'), ack('BEFORE'));
   await first.source.stop();
   const down = await t.throwsAsync(c.send(msg('DOWN')), { instanceOf: FerryError });
-  t.is(down?.code, 'MLLP_CONNECT_FAILED');
+  // stop() closes its end without waiting for ours: the send may go out on the old connection before
+  // this process has read the close (then it is closed under it), or find it gone and fail to connect.
+  t.true(down?.code === 'MLLP_CONNECT_FAILED' || down?.code === 'MLLP_CONNECTION_CLOSED', down?.code);
+  t.false(down?.permanent);
   const second = await startSource(t, port);
   t.is((await c.send(msg('AFTER'))).toString('latin1'), ack('AFTER'));
   t.deepEqual(second.seen.map((s) => s.id), ['AFTER']);
