@@ -178,6 +178,24 @@ interface Run {
 const describeExit = ({ code, signal, error }: ExitInfo): string =>
   error ? `failed to run (${error.message})` : signal ? `was killed by ${signal}` : `exited with code ${code}`;
 
+// An engine that exits without stop() (its shutdown timed out, a second Ctrl-C) still ends its
+// Redis the clean way, AOF fsynced, instead of leaving it for the next start to find as stale. One
+// exit hook for all servers of the process (tests run many), each forgotten once it exits.
+const running = new Set<ChildProcess>();
+const endWithProcess = (): void => {
+  for (const child of running) child.kill('SIGTERM');
+};
+const endsWithProcess = (child: ChildProcess): void => {
+  if (running.size === 0) process.once('exit', endWithProcess);
+  running.add(child);
+  const forget = (): void => {
+    running.delete(child);
+    if (running.size === 0) process.off('exit', endWithProcess);
+  };
+  child.once('exit', forget);
+  child.once('error', forget); // never started
+};
+
 export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
   const { logger, binary = 'redis-server', appendonly = true, tcpPort = 0, onRestart } = options;
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
@@ -223,10 +241,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
       return new Promise<void>((resolve) => lines.once('close', resolve));
     });
     child.unref();
-    // An engine that exits without stop() (its shutdown timed out, a second Ctrl-C) still ends its
-    // Redis the clean way, AOF fsynced, instead of leaving it for the next start to find as stale.
-    const endWithUs = (): void => void child.kill('SIGTERM');
-    process.once('exit', endWithUs);
+    endsWithProcess(child);
     const server: Server = {
       child,
       startedAt: Date.now(),
@@ -235,10 +250,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
       exited: new Promise<ExitInfo>((resolve) => {
         child.once('exit', (code, signal) => resolve({ code, signal }));
         child.once('error', (error) => resolve({ code: null, signal: null, error }));
-      }).then((exit) => {
-        process.off('exit', endWithUs);
-        return (server.exit = exit);
-      }),
+      }).then((exit) => (server.exit = exit)),
       drained: Promise.all(drained).then(() => undefined),
     };
     return server;
