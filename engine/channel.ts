@@ -16,7 +16,7 @@ import { FerryError, describeError, isFerryError, isPermanent } from './errors.t
 import { decodeAs, encodeHl7 } from './hl7/charset.ts';
 import type { HttpsMount } from './http/https-listener.ts';
 import { createIntake, type Intake } from './intake.ts';
-import { TRANSFORM_STAGE, destinationStage, type OutputMeta } from './message.ts';
+import { TRANSFORM_STAGE, destinationStage, parseDestinationStage, type OutputMeta } from './message.ts';
 import {
   createQueue,
   createWorker,
@@ -72,6 +72,12 @@ export interface Channel {
   info(): Promise<ChannelInfo>;
   /** The bound port of an MLLP source (useful with port 0). */
   sourcePort(): number | undefined;
+  /**
+   * Queues again what the message log says is still to do and Redis no longer holds: messages
+   * still `received`, deliveries still `queued`. Run at start, and by the engine when Redis has
+   * restarted, which may lose its last writes (appendfsync everysec). A running channel only.
+   */
+  resync(): Promise<void>;
   /** stop(), then release the channel's Redis handles: for engine shutdown. */
   close(): Promise<void>;
 }
@@ -94,6 +100,7 @@ type ChannelSource = MllpSource | HttpsSource | FileSource;
 
 /** Concurrent deliveries for `order: parallel`; `fifo` is one at a time. */
 const PARALLEL_DELIVERIES = 8;
+const RESYNC_PAGE = 1_000;
 const WORKER_ERROR_LOG_INTERVAL_MS = 30_000;
 
 const sourceSummary = (config: ChannelConfig): string => {
@@ -191,6 +198,42 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
       }
       if (jobs.length > 0) await deliveryQueues.get(destination.name)!.addBulk(jobs);
     }
+  };
+
+  /**
+   * Delivery jobs for destination stages the message log holds as `queued` that Redis has lost,
+   * in arrival order. A job exists from the moment a transform queues it until its delivery is
+   * recorded (retries happen inside it), so a missing one was lost, or is about to be added by the
+   * transform that recorded the stage: adding it under the same job id is harmless either way.
+   */
+  const recoverDeliveries = async (): Promise<number> => {
+    let recovered = 0;
+    for (let after = 0; ; ) {
+      const page = store.queuedDeliveriesSince(config.name, after, RESYNC_PAGE);
+      if (page.length === 0) break;
+      after = page.at(-1)!.seq;
+      const wanted = page.flatMap(({ id, stage }) => {
+        const target = parseDestinationStage(stage);
+        const queue = target && deliveryQueues.get(target.destination);
+        // A destination no longer in the config has nothing to deliver to.
+        return target && queue ? [{ id, ...target, queue, jobId: deliveryJobId(id, target.destination, target.output) }] : [];
+      });
+      const jobs = await Promise.all(wanted.map((w) => w.queue.getJob(w.jobId)));
+      const missing = wanted.filter((_, i) => jobs[i] === undefined);
+      for (const queue of deliveryQueues.values()) {
+        const jobsFor = missing.filter((m) => m.queue === queue);
+        if (jobsFor.length > 0) await queue.addBulk(jobsFor.map((m) => ({ name: 'deliver', data: { id: m.id, output: m.output }, opts: { jobId: m.jobId } })));
+      }
+      recovered += missing.length;
+      if (page.length < RESYNC_PAGE) break;
+    }
+    if (recovered > 0) logger.warn({ recovered }, 'queued deliveries the message log held as queued but Redis did not');
+    return recovered;
+  };
+
+  const resync = async (): Promise<void> => {
+    await intake.recover();
+    await recoverDeliveries();
   };
 
   /** Runs the translator (or passes the bytes through) and records the outcome. */
@@ -382,7 +425,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         let abandoned = 0;
         for (const queue of [inbound, ...deliveryQueues.values()]) abandoned += await requeueAbandoned(queue);
         if (abandoned > 0) logger.warn({ jobs: abandoned }, 'resumed jobs an earlier engine left in progress');
-        await intake.recover();
+        await resync();
         workers = startWorkers();
         await Promise.all(workers.map((w) => w.waitUntilReady()));
         source = makeSource();
@@ -420,6 +463,10 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     },
 
     sourcePort: () => (source && 'port' in source ? source.port : undefined),
+
+    async resync() {
+      if (state === 'running') await resync();
+    },
 
     async close() {
       await this.stop();

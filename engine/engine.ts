@@ -15,7 +15,7 @@ import { isLoopbackHost } from './http/auth.ts';
 import { httpsListener, type HttpsListener } from './http/https-listener.ts';
 import { listen, urlOf } from './http/listen.ts';
 import { QUEUE_PREFIX } from './queues.ts';
-import { checkEvictionPolicy, createRedis, redisConnectionOptions, type RedisAddress } from './redis/connection.ts';
+import { checkEvictionPolicy, createRedis, redisConnectionOptions, watchRedisRestarts, type RedisAddress } from './redis/connection.ts';
 import { embeddedRedis, type EmbeddedRedis } from './redis/embedded.ts';
 import { openAdminStore } from './store/admin-store.ts';
 import { openMessageStore, type MessageStore } from './store/message-store.ts';
@@ -121,6 +121,17 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
     undo.push(async () => adminStore.close());
     const control = channelControl({ channels, state: adminStore, bus, logger });
     await control.startSaved();
+    // A restarted Redis may have lost its last writes (jobs queued, or completed, just before it
+    // died): the message log says what is still to do, and each running channel queues it again.
+    const unwatch = watchRedisRestarts(
+      health,
+      () => {
+        logger.warn('Redis restarted: queueing again what the message log holds as unfinished and Redis may have lost');
+        for (const channel of channels.values()) channel.resync().catch((error) => logger.error({ channel: channel.name, err: error }, 'could not resync the channel with Redis'));
+      },
+      logger,
+    );
+    undo.push(async () => unwatch());
     const httpsBound = await listener?.start();
     if (listener) undo.push(() => listener.stop());
     // Open WebSockets would hold the listener's close: they end first (stop is safe to call twice).

@@ -100,6 +100,26 @@ export const createRedis = (address: RedisAddress, logger: Logger): Redis => {
 };
 
 /**
+ * Calls `onRestart` when `redis` (re)connects to a server other than the one it last saw — its
+ * run_id changed: a restart or a failover, either of which may have lost the server's last writes
+ * (the embedded server's appendfsync everysec can lose up to ~2 s of them to a kill -9 while an
+ * fsync stalls). A server that hides INFO is not watched. Returns what stops the watch.
+ */
+export const watchRedisRestarts = (redis: Redis, onRestart: () => void, logger: Logger): (() => void) => {
+  let known: string | undefined;
+  const check = async (): Promise<void> => {
+    const runId = /^run_id:(\w+)/m.exec(await redis.info('server'))?.[1];
+    if (runId === undefined) return;
+    if (known !== undefined && runId !== known) onRestart();
+    known = runId;
+  };
+  const onReady = (): void => void check().catch((error: Error) => logger.debug({ err: error }, 'cannot read the Redis run_id'));
+  redis.on('ready', onReady);
+  onReady(); // the client may be connected already
+  return () => void redis.off('ready', onReady);
+};
+
+/**
  * Queued jobs are Redis keys: under maxmemory, any policy but noeviction lets Redis delete them
  * silently — lost messages that were acknowledged. Throws REDIS_EVICTION_POLICY for such a server;
  * only warns when the server will not say (CONFIG and INFO disabled, as on some managed services).

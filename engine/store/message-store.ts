@@ -91,6 +91,11 @@ export interface MessageStore {
   unfinished(channel: string): number;
   /** The channel's messages still `received`, after `afterSeq` in arrival order (for recovery at start). */
   receivedSince(channel: string, afterSeq: number, limit: number): Array<{ seq: number; id: string }>;
+  /**
+   * The destination stages still `queued` of the channel's next `limit` unfinished messages after
+   * `afterSeq`, in arrival order (for recovery of delivery jobs Redis lost).
+   */
+  queuedDeliveriesSince(channel: string, afterSeq: number, limit: number): Array<{ seq: number; id: string; stage: string }>;
   load(id: string): StoredMessage | undefined;
   output(id: string, index: number): Buffer | undefined;
   /** What ctx.deliver chose for an output; undefined when nothing was chosen. */
@@ -231,6 +236,13 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectReceived = db.prepare<[string, number, number], { seq: number; id: string }>(
     "SELECT seq, id FROM messages WHERE status = 'received' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?",
   );
+  // Paged by message, so that a page never ends between two stages of one message.
+  const selectQueuedDeliveries = db.prepare<[string, number, number], { seq: number; id: string; stage: string }>(
+    `SELECT m.seq, m.id, s.stage FROM
+       (SELECT seq, id FROM messages WHERE status = 'queued' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?) AS m
+       JOIN stages AS s ON s.message_id = m.id AND s.status = 'queued' AND s.stage <> '${TRANSFORM_STAGE}'
+     ORDER BY m.seq, s.stage`,
+  );
   const purgeBatch = db.prepare(
     `DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE received_at < ?
        AND status IN ('sent', 'filtered', 'error') LIMIT 1000)`,
@@ -348,6 +360,10 @@ export const openMessageStore = (file: string): MessageStore => {
 
     receivedSince(channel, afterSeq, limit) {
       return selectReceived.all(channel, afterSeq, limit);
+    },
+
+    queuedDeliveriesSince(channel, afterSeq, limit) {
+      return selectQueuedDeliveries.all(channel, afterSeq, limit);
     },
 
     load(id) {

@@ -62,6 +62,7 @@ export const fakeChannel = (info: ChannelInfo, config: Partial<ChannelConfig> = 
     async stop() {
       state = 'stopped';
     },
+    resync: unused,
     close: unused,
     info: async () => ({ ...info, state }),
     sourcePort: () => undefined,

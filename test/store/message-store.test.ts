@@ -554,3 +554,32 @@ test('opening a store where the file cannot be created fails with STORE_FAILED',
   const error = t.throws(() => openMessageStore(dir));
   t.like(error, { code: 'STORE_FAILED' });
 });
+
+test('queuedDeliveriesSince: the queued destination stages of unfinished messages, paged by message, in arrival order', async (t) => {
+  const { store } = await open(t);
+  const [a, b, c, d, other] = [message(), message(), message(), message(), message({ channel: 'lab' })];
+  for (const m of [a, b, c, d, other]) await store.receive(m);
+  await store.recordTransform(a.id, transformed(['archive', 'lab'], ['x', 'y'])); // four stages
+  await store.recordTransform(b.id, transformed(['archive', 'lab']));
+  await store.recordDelivery(b.id, 'archive#0', { status: 'sent', attempts: 1 }); // lab#0 still queued
+  await store.recordTransform(c.id, { status: 'filtered', logs: '' }); // finished: nothing to deliver
+  // d is only received: the inbound recovery's, not this one's.
+  await store.recordTransform(other.id, transformed(['files']));
+
+  const all = store.queuedDeliveriesSince('adt', 0, 10);
+  t.deepEqual(
+    all.map((r) => [r.id, r.stage]),
+    [
+      [a.id, 'archive#0'],
+      [a.id, 'archive#1'],
+      [a.id, 'lab#0'],
+      [a.id, 'lab#1'],
+      [b.id, 'lab#0'],
+    ],
+  );
+  // A page of one message holds all of its stages; the next page starts after it.
+  const first = store.queuedDeliveriesSince('adt', 0, 1);
+  t.deepEqual(first.map((r) => r.stage), ['archive#0', 'archive#1', 'lab#0', 'lab#1']);
+  t.deepEqual(store.queuedDeliveriesSince('adt', first.at(-1)!.seq, 1).map((r) => [r.id, r.stage]), [[b.id, 'lab#0']]);
+  t.deepEqual(store.queuedDeliveriesSince('lab', 0, 10).map((r) => r.stage), ['files#0']);
+});
