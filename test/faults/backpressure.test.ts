@@ -1,48 +1,22 @@
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { Redis } from 'ioredis';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { blockedFolder, type BlockedFolder } from '../helpers/blocked-folder.ts';
+import { blockedProject } from '../helpers/blocked-folder.ts';
 import { runFerry, startEngineProcess } from '../helpers/engine-process.ts';
-import { DELIVERY_FILENAME, loadMessage, checkDeliveries, formatReport, startLoad, watchDeliveries, type Load } from '../helpers/load.ts';
+import { loadMessage, checkDeliveries, formatReport, startLoad, watchDeliveries, type Load } from '../helpers/load.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
-import { channelsYaml, tempProject, type TempProject } from '../helpers/project.ts';
+import { channelsYaml, tempProject } from '../helpers/project.ts';
 import { startTestRedis } from '../helpers/redis.ts';
-import { eventually, freePort } from '../helpers/temp.ts';
+import { eventually } from '../helpers/temp.ts';
 
 // Backpressure and limits (issue 5, point 2): a channel at maxQueued refuses new messages (AE over
 // MLLP, QUEUE_FULL) instead of growing without bound, and takes them again once its backlog drains;
 // an external Redis that may evict keys is refused at start; a queued message costs Redis a bounded
 // number of bytes whatever its size, its content being in the message log on disk.
 
-interface Blocked extends TempProject, BlockedFolder {
-  port: number;
-}
-
-/** One channel whose only destination is blocked until unblock(); deliveries land in out/real. */
-const blockedProject = async (t: ExecutionContext, channelExtra: string): Promise<Blocked> => {
-  const port = await freePort();
-  const project = await tempProject(
-    t,
-    channelsYaml({
-      channels: `  - name: adt
-    source: { type: mllp, host: 127.0.0.1, port: ${port} }
-${channelExtra}
-    destinations:
-      - name: archive
-        type: file
-        dir: ./out/archive
-        filename: "${DELIVERY_FILENAME}"
-        retry: { attempts: 0, backoff: fixed, delay: 200ms }
-`,
-    }),
-  );
-  const archive = await blockedFolder(join(project.dir, 'out'), 'archive', 'real');
-  return { ...project, ...archive, port };
-};
-
 test.serial('maxQueued: above it MLLP answers AE (QUEUE_FULL) and nothing is stored; intake resumes once the backlog drains', async (t) => {
-  const project = await blockedProject(t, '    maxQueued: 50');
+  const project = await blockedProject(t, { channelExtra: '    maxQueued: 50' });
   const watch = await watchDeliveries(join(project.dir, 'out', 'real'));
   t.teardown(() => watch.close());
   const engine = await startEngineProcess(t, project.configFile, project.dir);
@@ -112,7 +86,7 @@ test.serial('an external Redis that may evict keys is refused at start; with noe
 });
 
 test.serial('a 2,000-message backlog costs Redis a bounded number of bytes per message, whatever the message size', async (t) => {
-  const project = await blockedProject(t, '');
+  const project = await blockedProject(t);
   const engine = await startEngineProcess(t, project.configFile, project.dir);
   const redis = new Redis({ path: join(project.dir, 'data', 'redis', 'redis.sock') });
   t.teardown(() => redis.disconnect());

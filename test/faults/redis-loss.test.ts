@@ -2,12 +2,11 @@ import test from 'ava';
 import { Queue } from 'bullmq';
 import { join } from 'node:path';
 import { deliveryJobId, destinationQueueName, inboundQueueName, QUEUE_PREFIX } from '../../engine/queues.ts';
-import { blockedFolder } from '../helpers/blocked-folder.ts';
+import { blockedProject } from '../helpers/blocked-folder.ts';
 import { startEngineProcess } from '../helpers/engine-process.ts';
-import { DELIVERY_FILENAME, loadMessage, redisPid, watchDeliveries } from '../helpers/load.ts';
+import { loadMessage, redisPid, watchDeliveries } from '../helpers/load.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
-import { channelsYaml, tempProject } from '../helpers/project.ts';
-import { eventually, freePort } from '../helpers/temp.ts';
+import { eventually } from '../helpers/temp.ts';
 
 // Redis acknowledges a write before it is in its AOF while a background fsync is still running
 // (appendfsync everysec), so a kill -9 at that moment loses jobs it had acknowledged. The message log
@@ -23,23 +22,8 @@ const SCRIPT = `export default (msg: Message) => {
 };`;
 
 test('jobs Redis lost (inbound and delivery) are queued again after it restarts: every acknowledged message is delivered once', async (t) => {
-  const port = await freePort();
-  const project = await tempProject(
-    t,
-    channelsYaml({
-      channels: `  - name: adt
-    source: { type: mllp, host: 127.0.0.1, port: ${port} }
-    destinations:
-      - name: archive
-        type: file
-        dir: ./out/archive
-        filename: "${DELIVERY_FILENAME}"
-        retry: { attempts: 0, backoff: fixed, delay: 200ms }
-`,
-    }),
-    { 'channels/adt.ts': SCRIPT },
-  );
-  const archive = await blockedFolder(join(project.dir, 'out'), 'archive', 'real');
+  const project = await blockedProject(t, { files: { 'channels/adt.ts': SCRIPT } });
+  const { port } = project;
   const watch = await watchDeliveries(join(project.dir, 'out', 'real'));
   t.teardown(() => watch.close());
   const engine = await startEngineProcess(t, project.configFile, project.dir);
@@ -66,7 +50,7 @@ test('jobs Redis lost (inbound and delivery) are queued again after it restarts:
   await eventually(() => (/"recovered":2,"msg":"queued messages the message log held as received/.test(engine.output()) ? true : undefined), 20_000, 'the inbound resync');
   await eventually(() => (/"recovered":2,"msg":"queued deliveries the message log held as queued/.test(engine.output()) ? true : undefined), 20_000, 'the delivery resync');
 
-  await archive.unblock();
+  await project.unblock();
   const delivered = await eventually(() => (watch.names().length >= controlIds.length ? watch.names() : undefined), 30_000, 'every message delivered');
   t.deepEqual(delivered.map((name) => name.split('@')[0]).sort(), controlIds);
   const { body: after } = await engine.api<Array<{ name: string; counts: Record<string, number> }>>('/api/channels');
