@@ -231,7 +231,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     return recovered;
   };
 
-  const resync = async (): Promise<void> => {
+  const requeueMissing = async (): Promise<void> => {
     await intake.recover();
     await recoverDeliveries();
   };
@@ -425,7 +425,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         let abandoned = 0;
         for (const queue of [inbound, ...deliveryQueues.values()]) abandoned += await requeueAbandoned(queue);
         if (abandoned > 0) logger.warn({ jobs: abandoned }, 'resumed jobs an earlier engine left in progress');
-        await resync();
+        await requeueMissing();
         workers = startWorkers();
         await Promise.all(workers.map((w) => w.waitUntilReady()));
         source = makeSource();
@@ -465,7 +465,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     sourcePort: () => (source && 'port' in source ? source.port : undefined),
 
     async resync() {
-      if (state === 'running') await resync();
+      if (state === 'running') await requeueMissing();
     },
 
     async close() {

@@ -5,8 +5,9 @@ import { initCertificates, issueClientCertificate, renewServerCertificate } from
 import { addHmacKey, addToken, listTokens, revokeToken } from './auth/tokens.ts';
 import { mllpClient } from './clients/mllp.ts';
 import { readUsersFile } from './auth/users.ts';
-import { checkAdminExposure, loadConfig, type ChannelConfig, type FerryConfig } from './config.ts';
+import { loadConfig, type ChannelConfig, type FerryConfig } from './config.ts';
 import { startEngine } from './engine.ts';
+import { checkAdminExposure } from './http/auth.ts';
 import { USER_USAGE, userCommand } from './user-command.ts';
 import { FerryError, describeError, isFerryError } from './errors.ts';
 import { readAck } from './hl7/ack.ts';
@@ -40,14 +41,13 @@ ${USER_USAGE}`;
 
 const usage = (message: string): FerryError => new FerryError('CLI_USAGE', `${message}\n${USAGE}`);
 
-const COMMANDS = ['start', 'check', 'send', 'token', 'certs', 'user'] as const;
-type Command = (typeof COMMANDS)[number];
-const isCommand = (value: string | undefined): value is Command => (COMMANDS as readonly (string | undefined)[]).includes(value);
-
-/** One command's entries of USAGE (an entry is its `  ferry <command> …` line and the lines indented under it). */
-const usageOf = (command: Command): string => {
-  const entries = USAGE.split(/\n(?= {2}ferry )/).slice(1);
-  return ['usage:', ...entries.filter((entry) => entry.startsWith(`  ferry ${command} `))].join('\n');
+/**
+ * One command's entries of USAGE (an entry is its `  ferry <command> …` line and the lines indented
+ * under it); undefined for a word that is no command.
+ */
+const usageOf = (command: string): string | undefined => {
+  const entries = USAGE.split(/\n(?= {2}ferry )/).slice(1).filter((entry) => entry.startsWith(`  ferry ${command} `));
+  return entries.length > 0 ? ['usage:', ...entries].join('\n') : undefined;
 };
 
 /** `-h` or `--help` among the options (before any `--`, after which arguments are names). */
@@ -326,8 +326,9 @@ const certs = async (args: string[]): Promise<number> => {
 export const main = async (argv: string[]): Promise<number> => {
   const [command, ...args] = argv;
   try {
-    if (isCommand(command) && asksForHelp(args)) {
-      console.log(usageOf(command));
+    const help = command !== undefined && asksForHelp(args) ? usageOf(command) : undefined;
+    if (help) {
+      console.log(help);
       return 0;
     }
     switch (command) {

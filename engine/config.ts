@@ -22,7 +22,6 @@ import {
 import { compileNamedSql } from './destinations/named-sql.ts';
 import { decodeAs } from './hl7/charset.ts';
 import { parseAddressRule } from './http/address-rules.ts';
-import { isLoopbackHost } from './http/auth.ts';
 import { fileNamePattern } from './sources/file-pattern.ts';
 
 export interface RetryPolicy {
@@ -277,19 +276,6 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
     throw new FerryError('CONFIG_NOT_FOUND', message, { cause, details: { file } });
   }
   return parseConfig(text, file, env);
-}
-
-/**
- * Without users the admin API has no login, so it must not be reachable from the network: throws
- * ADMIN_NOT_LOOPBACK when engine.admin.host is not a loopback address and the users file (read by
- * the caller) has no users. `ferry start` refuses such a config with it, and `ferry check` reports it.
- */
-export function checkAdminExposure(config: FerryConfig, userCount: number): void {
-  if (userCount > 0 || isLoopbackHost(config.engine.admin.host)) return;
-  throw new FerryError(
-    'ADMIN_NOT_LOOPBACK',
-    `engine.admin.host is ${config.engine.admin.host} but ${config.engine.users} has no users, and without users the admin API has no login: add one (ferry user add <name> --role admin) or listen on 127.0.0.1`,
-  );
 }
 
 /**

@@ -266,7 +266,7 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
         if (page.length < RECOVER_PAGE) break;
       }
       if (recovered > 0) {
-        logger.warn({ recovered }, 'queued messages the message log held as received but Redis did not (stored just before a crash)');
+        logger.warn({ recovered }, 'queued messages the message log held as received but Redis did not (stored just before a crash, or lost by Redis)');
       }
       return recovered;
     },

@@ -3,9 +3,10 @@ import { Ajv } from 'ajv';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { checkAdminExposure, loadConfig, parseConfig, type ChannelConfig, type DestinationConfig, type FerryConfig } from '../engine/config.ts';
+import { loadConfig, parseConfig, type ChannelConfig, type DestinationConfig, type FerryConfig } from '../engine/config.ts';
 import { renderConfigSchema } from '../engine/config-schema.ts';
 import { FerryError, type ErrorCode } from '../engine/errors.ts';
+import { checkAdminExposure } from '../engine/http/auth.ts';
 import { tempDir } from './helpers/temp.ts';
 
 // The example from the docs, verbatim: its keys are a contract.

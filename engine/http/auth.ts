@@ -2,6 +2,7 @@ import type Router from '@koa/router';
 import { timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import type { LoginLimiter } from '../auth/login-limiter.ts';
+import type { FerryConfig } from '../config.ts';
 import { verifyNobody, verifyPassword } from '../auth/passwords.ts';
 import type { Sessions } from '../auth/sessions.ts';
 import { roleAllows, tokenSha256, type Role, type UserDirectory } from '../auth/users.ts';
@@ -36,6 +37,19 @@ const MAX_LOGIN_BODY = 16 * 1024;
 /** Whether a listener on `host` is reachable from this machine only. */
 export const isLoopbackHost = (host: string): boolean =>
   host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+/**
+ * Without users the admin API has no login, so it must not be reachable from the network: throws
+ * ADMIN_NOT_LOOPBACK when engine.admin.host is not a loopback address and the users file (read by
+ * the caller) has no users. `ferry start` refuses such a config with it, and `ferry check` reports it.
+ */
+export const checkAdminExposure = (config: FerryConfig, userCount: number): void => {
+  if (userCount > 0 || isLoopbackHost(config.engine.admin.host)) return;
+  throw new FerryError(
+    'ADMIN_NOT_LOOPBACK',
+    `engine.admin.host is ${config.engine.admin.host} but ${config.engine.users} has no users, and without users the admin API has no login: add one (ferry user add <name> --role admin) or listen on 127.0.0.1`,
+  );
+};
 
 const fail = (code: 'AUTH_REQUIRED' | 'AUTH_FAILED' | 'AUTH_CSRF' | 'AUTH_FORBIDDEN', message: string): FerryError =>
   new FerryError(code, message, { details: { status: code === 'AUTH_CSRF' || code === 'AUTH_FORBIDDEN' ? 403 : 401 } });
