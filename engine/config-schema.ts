@@ -20,7 +20,7 @@ export const configDefaults = {
     tokens: './tokens.yaml',
   },
   channel: { scriptLimits: { memory: '64MB', timeout: '1s' }, concurrency: 1, maxQueued: 100_000 },
-  mllp: { host: '127.0.0.1', maxFrameSize: '1MB', idleTimeout: '5m', maxConnections: 100, clientCert: 'none' },
+  mllp: { host: '127.0.0.1', maxFrameSize: '1MB', idleTimeout: '5m', maxConnections: 100, maxConnectionsPerAddress: 10, clientCert: 'none' },
   destination: {
     order: 'fifo',
     retry: { attempts: 5, backoff: 'exponential', delay: '1s', maxDelay: '5m' },
@@ -382,6 +382,15 @@ const mllpSourceSchema = Type.Object(
         title: 'Maximum connections',
         description: 'Simultaneous client connections; more are refused.',
         default: configDefaults.mllp.maxConnections,
+      }),
+    ),
+    maxConnectionsPerAddress: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        title: 'Maximum connections per address',
+        description:
+          'Simultaneous connections from one IP address; more from it are refused, so one client cannot take every connection of the listener. Set it to maxConnections to turn it off.',
+        default: configDefaults.mllp.maxConnectionsPerAddress,
       }),
     ),
     tls: Type.Optional(

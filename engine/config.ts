@@ -39,6 +39,7 @@ export interface MllpSourceConfig {
   maxFrameBytes: number;
   idleTimeoutMs: number;
   maxConnections: number;
+  maxConnectionsPerAddress: number;
   /** MLLP over TLS; absolute paths of PEM files. */
   tls?: MllpListenerTls;
 }
@@ -988,6 +989,7 @@ function normalizeSource(source: RawConfig['channels'][number]['source'], dir: s
     maxFrameBytes: sizeBytes(source.maxFrameSize ?? defaults.mllp.maxFrameSize),
     idleTimeoutMs: durationMs(source.idleTimeout ?? defaults.mllp.idleTimeout),
     maxConnections: source.maxConnections ?? defaults.mllp.maxConnections,
+    maxConnectionsPerAddress: source.maxConnectionsPerAddress ?? defaults.mllp.maxConnectionsPerAddress,
     ...(source.tls && {
       tls: {
         cert: path.resolve(dir, source.tls.cert),

@@ -51,7 +51,7 @@ engine:
   logLevel: warn
 channels:
   - name: backlog
-    source: { type: mllp, host: 127.0.0.1, port: 0 }
+    source: { type: mllp, host: 127.0.0.1, port: 0, maxConnectionsPerAddress: 100 } # every sender is this process, on 127.0.0.1
     maxQueued: ${total * 2}
     destinations:
       - name: blocked

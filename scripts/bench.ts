@@ -98,7 +98,7 @@ engine:
   logLevel: warn
 channels:
   - name: bench
-    source: { type: mllp, host: 127.0.0.1, port: 0 }
+    source: { type: mllp, host: 127.0.0.1, port: 0, maxConnectionsPerAddress: 100 } # every sender is this process, on 127.0.0.1
     script: channels/bench.ts
     destinations:
       - { name: archive, type: file, dir: ./out, filename: "{controlId}.hl7" }

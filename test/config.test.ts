@@ -78,6 +78,7 @@ test('the documented example parses to the exact normalized config', async (t) =
           maxFrameBytes: 1024 ** 2,
           idleTimeoutMs: 300_000,
           maxConnections: 100,
+          maxConnectionsPerAddress: 10,
         },
         script: join(dir, 'channels/adt-archive.ts'),
         scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000 },
@@ -124,7 +125,7 @@ test('every optional key takes its default', async (t) => {
   t.deepEqual(config.channels, [
     {
       name: 'a',
-      source: { type: 'mllp', host: '127.0.0.1', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100 },
+      source: { type: 'mllp', host: '127.0.0.1', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100, maxConnectionsPerAddress: 10 },
       script: undefined,
       scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000 },
       concurrency: 1,
@@ -146,7 +147,7 @@ test('every key can be set', async (t) => {
   shutdownTimeout: 2500
 channels:
   - name: adt_2
-    source: { type: mllp, host: 0.0.0.0, port: 2575, maxFrameSize: 4MB, idleTimeout: 30s, maxConnections: 8 }
+    source: { type: mllp, host: 0.0.0.0, port: 2575, maxFrameSize: 4MB, idleTimeout: 30s, maxConnections: 8, maxConnectionsPerAddress: 4 }
     scriptLimits: { memory: 128MB, timeout: 250ms }
     concurrency: 4
     destinations:
@@ -171,7 +172,7 @@ channels:
   });
   t.deepEqual(config.channels[0], {
     name: 'adt_2',
-    source: { type: 'mllp', host: '0.0.0.0', port: 2575, maxFrameBytes: 4 * 1024 ** 2, idleTimeoutMs: 30_000, maxConnections: 8 },
+    source: { type: 'mllp', host: '0.0.0.0', port: 2575, maxFrameBytes: 4 * 1024 ** 2, idleTimeoutMs: 30_000, maxConnections: 8, maxConnectionsPerAddress: 4 },
     script: undefined,
     scriptLimits: { memoryBytes: 128 * 1024 ** 2, timeoutMs: 250 },
     concurrency: 4,
@@ -302,10 +303,10 @@ test('listeners on distinct hosts, or on port 0, do not conflict', (t) => {
   t.deepEqual(
     parseConfig(text, 'channels.yaml', {}).channels.map((c: ChannelConfig) => c.source),
     [
-      { type: 'mllp', host: '127.0.0.1', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100 },
-      { type: 'mllp', host: '10.0.0.5', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100 },
-      { type: 'mllp', host: '0.0.0.0', port: 0, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100 },
-      { type: 'mllp', host: '127.0.0.1', port: 0, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100 },
+      { type: 'mllp', host: '127.0.0.1', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100, maxConnectionsPerAddress: 10 },
+      { type: 'mllp', host: '10.0.0.5', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100, maxConnectionsPerAddress: 10 },
+      { type: 'mllp', host: '0.0.0.0', port: 0, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100, maxConnectionsPerAddress: 10 },
+      { type: 'mllp', host: '127.0.0.1', port: 0, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100, maxConnectionsPerAddress: 10 },
     ],
   );
 });

@@ -3,25 +3,41 @@ import { buildAck, buildRejectForNonHl7 } from '../hl7/ack.ts';
 import { encodeHl7 } from '../hl7/charset.ts';
 import type { Hl7Header } from '../hl7/header.ts';
 import type { Intake } from '../intake.ts';
+import { logThrottle } from '../log-throttle.ts';
 import type { MllpPeer } from './mllp.ts';
 
 // How an MLLP listener answers each frame (HL7 v2 ch.2, original acknowledgment mode):
 //   AA — after the message is committed (message log + queue): the ACK is a promise;
 //   AE — the commit failed, or the channel is full (QUEUE_FULL): the sender keeps the message and retries;
 //   AR — the frame is not HL7 (or undecodable): retrying it unchanged cannot help;
-//   nothing — the frame is itself an ACK: an engine must never ACK an ACK.
+//   nothing — the frame is itself an ACK: an engine must never ACK an ACK. Nor is it a message, so it
+//             does not keep the connection from idling (sources/mllp.ts).
 
-export const mllpHandler =
-  (intake: Intake, logger: Logger) =>
-  async (payload: Buffer, peer: MllpPeer): Promise<Uint8Array | null> => {
+// An ACK sent to a listener means a sender is misconfigured (or probing): worth a warning that names
+// it, the address and the MSH-10, but a sender can send them as fast as it likes, so the warning is
+// the first of each interval and a count of the rest; every one is still at debug level.
+const IGNORED_LOG_INTERVAL_MS = 60_000;
+
+export const mllpHandler = (intake: Intake, logger: Logger) => {
+  const ignoredLog = logThrottle(IGNORED_LOG_INTERVAL_MS, ({ count, keys }) =>
+    logger.warn(
+      { code: 'MLLP_ACK_IGNORED', ignored: count, addresses: keys },
+      `${count} more ACKs received as messages and not acknowledged in the last ${IGNORED_LOG_INTERVAL_MS / 1000} s (from ${keys.join(', ')})`,
+    ),
+  );
+  return async (payload: Buffer, peer: MllpPeer): Promise<Uint8Array | null> => {
     const source = `mllp ${peer.remoteAddress}:${peer.remotePort}${peer.clientName === undefined ? '' : ` CN=${peer.clientName}`}`;
     const result = await intake.accept(payload, { source, requireHl7: true });
     switch (result.kind) {
       case 'accepted':
         return encodeHl7(buildAck(result.header!, 'AA'), result.charset);
-      case 'ignored':
-        logger.warn({ source, controlId: result.header.controlId }, 'received an ACK as a message; not acknowledged');
+      case 'ignored': {
+        const fields = { code: 'MLLP_ACK_IGNORED', source, controlId: result.header.controlId };
+        const message = 'received an ACK as a message; not acknowledged';
+        if (ignoredLog.admit(peer.remoteAddress)) logger.warn(fields, message);
+        else logger.debug(fields, message);
         return null;
+      }
       case 'rejected':
         return nak(result.header, result.charset, 'AR', result.error.message, '102');
       case 'failed': {
@@ -30,6 +46,7 @@ export const mllpHandler =
       }
     }
   };
+};
 
 const nak = (header: Hl7Header | undefined, charset: string, code: 'AE' | 'AR', text: string, errorCode: string): Uint8Array =>
   header

@@ -7,6 +7,7 @@ import { createTlsServer, reloadCertificates, type CertificateReload } from '../
 import type { MllpListenerTls, MllpSourceConfig } from '../config.ts';
 import { FerryError, errorText } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
+import { logThrottle } from '../log-throttle.ts';
 
 export interface MllpPeer {
   remoteAddress: string;
@@ -20,7 +21,10 @@ export interface MllpPeer {
 /** The channel's `mllp` source settings, and what the listener reports to. */
 export interface MllpSourceOptions extends Omit<MllpSourceConfig, 'type'> {
   logger: Logger;
-  /** Returns the reply to frame back to the sender, or null to send none (never ACK an ACK). */
+  /**
+   * Returns the reply to frame back to the sender, or null when the frame is not a message (an
+   * inbound ACK, which must never be ACKed): no reply, and it does not keep the connection from idling.
+   */
   handle: (payload: Buffer, peer: MllpPeer) => Promise<Uint8Array | string | null>;
 }
 
@@ -36,6 +40,8 @@ export interface MllpSource {
 const STOP_GRACE_MS = 5000;
 // A connection flood is logged once per interval with a count, not once per refused connection.
 const REFUSED_LOG_INTERVAL_MS = 10_000;
+const REFUSED_LOG_INTERVAL = `${REFUSED_LOG_INTERVAL_MS / 1000} s`;
+const TOO_MANY = 'MLLP_TOO_MANY_CONNECTIONS';
 // A TLS client must finish its handshake within this; until then it holds no connection slot.
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -57,36 +63,31 @@ interface Connection {
 }
 
 export const mllpSource = (options: MllpSourceOptions): MllpSource => {
-  const { maxFrameBytes, idleTimeoutMs, maxConnections, logger, handle } = options;
+  const { maxFrameBytes, idleTimeoutMs, maxConnections, maxConnectionsPerAddress, logger, handle } = options;
   const server = createServer(options.tls);
   let reload: CertificateReload | undefined;
   const open = new Set<Connection>();
+  // Open connections by remote address, for maxConnectionsPerAddress; an address leaves with its last one.
+  const perAddress = new Map<string, number>();
   let nextId = 1;
   let boundPort = options.port;
   let stopping = false;
   let started: Promise<{ host: string; port: number }> | undefined;
   let stopped: Promise<void> | undefined;
   let allClosed: (() => void) | undefined;
-  // Refusals at the connection cap: the first is logged; the rest of its window are counted, then summed up.
-  let refusedWindow: NodeJS.Timeout | undefined;
-  let refusedInWindow = 0;
-  const logRefused = (log: Logger): void => {
-    if (refusedWindow) {
-      refusedInWindow += 1;
-      return;
-    }
-    log.warn({ code: 'MLLP_TOO_MANY_CONNECTIONS', maxConnections }, 'MLLP connection refused: listener at its connection cap');
-    refusedWindow = setTimeout(() => {
-      if (refusedInWindow > 0) {
-        logger.warn(
-          { code: 'MLLP_TOO_MANY_CONNECTIONS', maxConnections, refused: refusedInWindow },
-          `MLLP listener at its connection cap: ${refusedInWindow} more connections refused in the last ${REFUSED_LOG_INTERVAL_MS / 1000} s`,
-        );
-      }
-      refusedWindow = undefined;
-      refusedInWindow = 0;
-    }, REFUSED_LOG_INTERVAL_MS).unref();
-  };
+  // Refusals: the first of each interval is logged with the peer; the rest are summed up at its end.
+  const refusedAtCap = logThrottle(REFUSED_LOG_INTERVAL_MS, ({ count, keys }) =>
+    logger.warn(
+      { code: TOO_MANY, maxConnections, refused: count, addresses: keys },
+      `MLLP listener at its connection cap: ${count} more connections refused in the last ${REFUSED_LOG_INTERVAL}`,
+    ),
+  );
+  const refusedForAddress = logThrottle(REFUSED_LOG_INTERVAL_MS, ({ count, keys }) =>
+    logger.warn(
+      { code: TOO_MANY, maxConnectionsPerAddress, refused: count, addresses: keys },
+      `MLLP per-address connection limit: ${count} more connections refused in the last ${REFUSED_LOG_INTERVAL} (from ${keys.join(', ')})`,
+    ),
+  );
 
   const serve = (socket: net.Socket): void => {
     const peer: MllpPeer = {
@@ -105,11 +106,25 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
       socket.destroy();
       return;
     }
-    if (open.size >= maxConnections) {
-      logRefused(log);
+    // The address first: one sender holding its share is refused as such, even when the listener is full too.
+    const { remoteAddress: address } = peer;
+    const held = perAddress.get(address) ?? 0;
+    if (held >= maxConnectionsPerAddress) {
+      if (refusedForAddress.admit(address)) {
+        log.warn(
+          { code: TOO_MANY, address, maxConnectionsPerAddress },
+          `MLLP connection refused: ${address} already holds ${held} connections, its maximum (maxConnectionsPerAddress)`,
+        );
+      }
       socket.destroy();
       return;
     }
+    if (open.size >= maxConnections) {
+      if (refusedAtCap.admit(address)) log.warn({ code: TOO_MANY, address, maxConnections }, 'MLLP connection refused: listener at its connection cap');
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, held + 1);
 
     // Nagle would hold each small ACK back until the sender's delayed ACK fires (~40 ms a message).
     socket.setNoDelay(true);
@@ -122,31 +137,51 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
 
     // Set once the connection is being closed for a reason already logged.
     let closeLogged = false;
-    // Idle means no complete message from the sender and none of theirs in progress: a sender that
-    // trickles a frame byte by byte would otherwise hold a connection slot (and a buffer) forever.
-    const idle = setTimeout(() => {
-      if (conn.busy) return; // re-armed when the message finishes
+    // Frames that were not messages (no reply: inbound ACKs) since the last message, for the idle line.
+    let ignored = 0;
+    // The idle timeout passed while a frame was being handled: what that frame was decides.
+    let idleDue = false;
+    // Idle means no message answered and none in progress. Neither a sender that trickles a frame byte
+    // by byte nor one that sends only ACKs (never answered) can hold a connection slot (and a buffer)
+    // forever, and the one that does either is told apart in the log from a sender that went quiet.
+    const closeIdle = (): void => {
       const unfinished = decoder.pending();
       closeLogged = true;
-      if (unfinished === 0) log.info({ code: 'MLLP_IDLE_TIMEOUT', idleTimeoutMs }, 'closing idle MLLP connection');
+      if (unfinished === 0 && ignored === 0) log.info({ code: 'MLLP_IDLE_TIMEOUT', idleTimeoutMs }, 'closing idle MLLP connection');
       else {
+        const why = [
+          unfinished > 0 && `${unfinished} bytes of an unfinished frame discarded`,
+          ignored > 0 && `${ignored} frames ignored since the last message: ACKs, which are not messages`,
+        ].filter(Boolean);
         log.warn(
-          { code: 'MLLP_IDLE_TIMEOUT', idleTimeoutMs, unfinished },
-          `closing MLLP connection: no complete message within ${idleTimeoutMs} ms (${unfinished} bytes of an unfinished frame discarded)`,
+          { code: 'MLLP_IDLE_TIMEOUT', idleTimeoutMs, unfinished, ignored },
+          `closing MLLP connection: no complete message within ${idleTimeoutMs} ms (${why.join('; ')})`,
         );
       }
       socket.destroy();
+    };
+    const idle = setTimeout(() => {
+      if (conn.busy) idleDue = true;
+      else closeIdle();
     }, idleTimeoutMs);
 
     // Strictly one message at a time per connection: frame N+1 is handled only after N's reply was
     // written, which keeps order for senders that pipeline instead of waiting for each ACK.
     const pump = async (): Promise<void> => {
       conn.busy = true;
+      // Whether a frame handled in this run was a message (answered), which is what keeps a connection open.
+      let answered = false;
       try {
         for (let payload = queue.shift(); payload !== undefined; payload = queue.shift()) {
           if (stopping || socket.destroyed) break;
           const reply = await handle(payload, peer);
-          if (reply === null || !socket.writable) continue;
+          if (reply === null) {
+            ignored += 1;
+            continue;
+          }
+          answered = true;
+          ignored = 0;
+          if (!socket.writable) continue;
           // One write per reply: a frame split over writes waits on Nagle/delayed-ACK at the sender.
           if (!socket.write(encodeFrame(reply))) await drained(socket);
         }
@@ -157,10 +192,13 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
       conn.busy = false;
       if (stopping) endThenClose(socket);
       else if (conn.peerEnded) socket.end();
-      else if (!socket.destroyed) {
+      else if (socket.destroyed) return; // closed meanwhile; refreshing would re-arm the cleared timer
+      else if (answered) {
+        idleDue = false;
         idle.refresh();
         socket.resume();
-      }
+      } else if (idleDue) closeIdle();
+      else socket.resume();
     };
 
     socket.on('data', (chunk: Buffer) => {
@@ -174,7 +212,6 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
         queue.push(event.payload);
       }
       if (queue.length === 0) return;
-      idle.refresh();
       if (conn.busy) socket.pause();
       else void pump();
     });
@@ -187,6 +224,9 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
     socket.on('close', () => {
       clearTimeout(idle);
       open.delete(conn);
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left > 0) perAddress.set(address, left);
+      else perAddress.delete(address);
       const unfinished = decoder.pending();
       if (unfinished > 0 && !closeLogged && !stopping) {
         log.warn(
@@ -244,7 +284,9 @@ export const mllpSource = (options: MllpSourceOptions): MllpSource => {
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       stopping = true;
-      clearTimeout(refusedWindow);
+      // Say now how many were refused in the interval under way, rather than after the listener stopped.
+      refusedForAddress.flush();
+      refusedAtCap.flush();
       if (started) await started.catch(() => undefined);
       reload?.stop();
       if (!server.listening) return;

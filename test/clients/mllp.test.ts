@@ -22,6 +22,7 @@ const startSource = async (t: ExecutionContext, port = 0, handle?: MllpSourceOpt
     maxFrameBytes: 1024 * 1024,
     idleTimeoutMs: 10_000,
     maxConnections: 10,
+    maxConnectionsPerAddress: 10,
     logger: pino({ level: 'silent' }),
     handle:
       handle ??

@@ -57,6 +57,7 @@ const peer = async (t: ExecutionContext, answer: Answer, port = 0) => {
     maxFrameBytes: 1024 * 1024,
     idleTimeoutMs: 30_000,
     maxConnections: 10,
+    maxConnectionsPerAddress: 10,
     logger: pino({ level: 'silent' }),
     handle: async (payload, from) => {
       const id = (() => {

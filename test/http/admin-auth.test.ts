@@ -27,7 +27,7 @@ const HL7 = 'MSH|^~\\&|REG|HOSP|FERRY|LAB|20260101120000||ADT^A01^ADT_A01|C1|P|2
 
 /** The admin app with the three users, one channel with a real intake, and one logged message. */
 const withUsers = async (t: ExecutionContext, extra: Parameters<typeof startAdmin>[1] = {}): Promise<AdminHarness & { messageId: string }> => {
-  const channel = fakeChannel(adtInfo, { source: { type: 'mllp', host: '127.0.0.1', port: 2575, maxFrameBytes: 1 << 20, idleTimeoutMs: 60_000, maxConnections: 10 } });
+  const channel = fakeChannel(adtInfo, { source: { type: 'mllp', host: '127.0.0.1', port: 2575, maxFrameBytes: 1 << 20, idleTimeoutMs: 60_000, maxConnections: 10, maxConnectionsPerAddress: 10 } });
   const admin = await startAdmin(t, { users: USERS, channels: [channel], ...extra });
   const queue = createQueue<InboundJob>(inboundQueueName('adt'), { path: admin.redis.path });
   t.teardown(() => queue.close());

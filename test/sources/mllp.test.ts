@@ -32,6 +32,7 @@ const startSource = async (t: ExecutionContext, overrides: Partial<MllpSourceOpt
     maxFrameBytes: 64 * 1024,
     idleTimeoutMs: 10_000,
     maxConnections: 10,
+    maxConnectionsPerAddress: 10,
     logger,
     handle: async (payload, peer) => {
       calls.push({ payload: payload.toString('latin1'), peer });
@@ -46,10 +47,11 @@ const startSource = async (t: ExecutionContext, overrides: Partial<MllpSourceOpt
 
 /**
  * A raw TCP client that records everything it receives. With allowHalfOpen it keeps its side open
- * after the source's FIN, as `nc` does, instead of closing in turn.
+ * after the source's FIN, as `nc` does, instead of closing in turn. `localAddress` makes it another
+ * sender: Linux routes all of 127.0.0.0/8 to the loopback interface.
  */
-const rawClient = async (t: ExecutionContext, port: number, { allowHalfOpen = false } = {}) => {
-  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen });
+const rawClient = async (t: ExecutionContext, port: number, { allowHalfOpen = false, localAddress = '127.0.0.1' } = {}) => {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen, localAddress });
   socket.setNoDelay(true);
   t.teardown(() => socket.destroy());
   const chunks: Buffer[] = [];
@@ -211,7 +213,12 @@ test('connections beyond the cap are closed; existing ones keep being served', a
   await until(() => source.connections() === 2);
   const third = await rawClient(t, source.port);
   t.true(await isClosedWithin(third.closed, 2000));
-  t.truthy(lines.find((line) => line.code === 'MLLP_TOO_MANY_CONNECTIONS' && line.level === 40));
+  t.like(lines.find((line) => line.code === 'MLLP_TOO_MANY_CONNECTIONS'), {
+    level: 40,
+    address: '127.0.0.1',
+    maxConnections: 2,
+    msg: 'MLLP connection refused: listener at its connection cap',
+  });
   t.is(source.connections(), 2);
 
   for (const [client, id] of [[first, 'C1'], [second, 'C2']] as const) {
@@ -227,6 +234,110 @@ test('connections beyond the cap are closed; existing ones keep being served', a
   fourth.socket.write(frame(msg('C4')));
   await until(() => fourth.received().length > 0);
   t.deepEqual(fourth.received(), frame(ack(Buffer.from(msg('C4')))));
+});
+
+// Issue 9, finding 5: one client could shut a listener by holding its connections, and (below) keep
+// them open for ever with ACK frames, which get no reply and were not counted as idle.
+
+test('one address holding maxConnectionsPerAddress shuts out only itself: another address is served; its refusals are logged once, then counted', async (t) => {
+  // A long idle timeout: the hog's idle connections must outlast the test, however slow the machine.
+  const { source, lines, calls } = await startSource(t, { maxConnections: 10, maxConnectionsPerAddress: 3, idleTimeoutMs: 120_000 });
+  const hog = await Promise.all([1, 2, 3].map(() => rawClient(t, source.port)));
+  await eventually(() => source.connections() === 3 || undefined, 30_000, 'the hog to hold 3 connections');
+  const refused = await Promise.all([1, 2, 3, 4, 5].map(() => rawClient(t, source.port)));
+  t.deepEqual(await Promise.all(refused.map((client) => isClosedWithin(client.closed, 30_000))), [true, true, true, true, true]);
+  t.is(source.connections(), 3);
+
+  // Another sender, from another address, is served while the hog holds its maximum.
+  const other = await rawClient(t, source.port, { localAddress: '127.0.0.2' });
+  other.socket.write(frame(msg('OTHER')));
+  const expected = frame(ack(Buffer.from(msg('OTHER'))));
+  await eventually(() => other.received().length >= expected.length || undefined, 30_000, 'the AA');
+  t.deepEqual(other.received(), expected);
+  t.is(calls.at(-1)?.peer.remoteAddress, '127.0.0.2');
+
+  // Five refusals, one line naming the address and the limit.
+  const refusals = lines.filter((line) => line.code === 'MLLP_TOO_MANY_CONNECTIONS');
+  t.is(refusals.length, 1);
+  t.like(refusals[0], {
+    level: 40,
+    address: '127.0.0.1',
+    maxConnectionsPerAddress: 3,
+    msg: 'MLLP connection refused: 127.0.0.1 already holds 3 connections, its maximum (maxConnectionsPerAddress)',
+  });
+
+  // A connection of the hog's that goes away frees a slot for that address.
+  hog[0]!.socket.destroy();
+  await eventually(() => source.connections() === 3 || undefined, 30_000, 'the hog to hold 2 connections and 127.0.0.2 one');
+  const back = await rawClient(t, source.port);
+  back.socket.write(frame(msg('BACK')));
+  await eventually(() => back.received().length > 0 || undefined, 30_000, 'the AA');
+  t.deepEqual(back.received(), frame(ack(Buffer.from(msg('BACK')))));
+
+  // The other four are summed up at the end of the interval, or at stop as here.
+  await source.stop();
+  t.like(lines.filter((line) => line.code === 'MLLP_TOO_MANY_CONNECTIONS')[1], {
+    level: 40,
+    refused: 4,
+    addresses: ['127.0.0.1'],
+    maxConnectionsPerAddress: 3,
+    msg: 'MLLP per-address connection limit: 4 more connections refused in the last 10 s (from 127.0.0.1)',
+  });
+});
+
+const ackFrame = (id: string): Buffer => frame(`MSH|^~\\&|LAB|HOSP|FERRY|HOSP|20240101120000||ACK^A01^ACK|${id}|P|2.5\rMSA|AA|M${id}\r`);
+/** The handler's answer to an ACK: none (mllp-handler.ts; an engine never ACKs an ACK). */
+const ignoreAcks = async (payload: Buffer): Promise<string | null> => (payload.includes('||ACK^') ? null : ack(payload));
+// The idle timeouts below are long enough for the first frame to arrive before they pass, however
+// loaded the machine: what is tested is what happens after that frame.
+const IDLE_MS = 2000;
+
+test('a connection that only sends ACKs (never answered) is closed at the idle timeout, however often it sends them', async (t) => {
+  const { source, lines } = await startSource(t, { idleTimeoutMs: IDLE_MS, handle: ignoreAcks });
+  const client = await rawClient(t, source.port);
+  // The attack: an ACK well within every idle timeout, for ever. Before the fix each one restarted the idle timer.
+  let sent = 0;
+  const sending = (async () => {
+    while (!client.socket.destroyed) {
+      client.socket.write(ackFrame(`HOG${++sent}`));
+      await delay(100);
+    }
+  })();
+  t.true(await isClosedWithin(client.closed, 30_000), 'closed at the idle timeout');
+  await sending;
+  t.is(client.received().length, 0, 'no ACK was answered');
+  const closing = lines.find((line) => line.code === 'MLLP_IDLE_TIMEOUT');
+  t.like(closing, { level: 40, idleTimeoutMs: IDLE_MS, unfinished: 0 });
+  t.true(Number(closing?.ignored) >= 1 && Number(closing?.ignored) <= sent, `ignored ${String(closing?.ignored)} of ${sent}`);
+  t.is(closing?.msg, `closing MLLP connection: no complete message within ${IDLE_MS} ms (${String(closing?.ignored)} frames ignored since the last message: ACKs, which are not messages)`);
+  t.is(source.connections(), 0);
+});
+
+test('the idle timeout passing while an unanswered frame is handled closes the connection once the frame is done', async (t) => {
+  let handled = 0;
+  const { source, lines } = await startSource(t, {
+    idleTimeoutMs: IDLE_MS,
+    // Armed after the idle timer and longer: that timer, due first, fires while this frame is in hand.
+    handle: async (payload) => {
+      await delay(IDLE_MS + 500);
+      handled += 1;
+      return ignoreAcks(payload);
+    },
+  });
+  const client = await rawClient(t, source.port);
+  client.socket.write(ackFrame('SLOW'));
+  t.true(await isClosedWithin(client.closed, 30_000));
+  t.is(handled, 1);
+  t.like(lines.find((line) => line.code === 'MLLP_IDLE_TIMEOUT'), { level: 40, ignored: 1 });
+});
+
+test('a message answered after ACKs restarts the idle timeout; the ACKs before it are forgotten', async (t) => {
+  const { source, lines } = await startSource(t, { idleTimeoutMs: IDLE_MS, handle: ignoreAcks });
+  const client = await rawClient(t, source.port);
+  client.socket.write(Buffer.concat([ackFrame('A1'), ackFrame('A2'), frame(msg('REAL'))]));
+  t.true(await isClosedWithin(client.closed, 30_000));
+  t.deepEqual(client.received(), frame(ack(Buffer.from(msg('REAL')))));
+  t.like(lines.find((line) => line.code === 'MLLP_IDLE_TIMEOUT'), { level: 30, msg: 'closing idle MLLP connection' });
 });
 
 test('stop() lets the in-flight message be answered, then refuses connections; twice is fine', async (t) => {
@@ -331,7 +442,7 @@ test('over TLS, stop() closes a connection still in its handshake without waitin
 
 test('stop() before start() resolves', async (t) => {
   const source = mllpSource({
-    host: '127.0.0.1', port: 0, maxFrameBytes: 1000, idleTimeoutMs: 1000, maxConnections: 1,
+    host: '127.0.0.1', port: 0, maxFrameBytes: 1000, idleTimeoutMs: 1000, maxConnections: 1, maxConnectionsPerAddress: 1,
     logger: pino({ level: 'silent' }), handle: async () => null,
   });
   await source.stop();
@@ -341,7 +452,7 @@ test('stop() before start() resolves', async (t) => {
 test('a port in use rejects with PORT_IN_USE naming host:port', async (t) => {
   const { source } = await startSource(t);
   const second = mllpSource({
-    host: '127.0.0.1', port: source.port, maxFrameBytes: 1000, idleTimeoutMs: 1000, maxConnections: 1,
+    host: '127.0.0.1', port: source.port, maxFrameBytes: 1000, idleTimeoutMs: 1000, maxConnections: 1, maxConnectionsPerAddress: 1,
     logger: pino({ level: 'silent' }), handle: async () => null,
   });
   t.teardown(() => second.stop());
