@@ -17,12 +17,14 @@ import { eventually, freePort } from '../helpers/temp.ts';
 // a clear refusal (the connection closed, or AR), a log line saying why, nothing half-stored — a
 // framing error stores nothing, a refused payload is logged whole as an error and never processed —
 // and the listener serves another client meanwhile. Config: maxFrameSize 1MB, idleTimeout 1s,
-// maxConnections 5.
+// maxConnections 5. A second channel, `hogged`, keeps idle connections (idleTimeout 5m) for the
+// client that holds its per-address maximum (issue 9, finding 5).
 
 const VT = 0x0b;
 const FS = 0x1c;
 const CR = 0x0d;
 const MAX_CONNECTIONS = 5;
+const HOG_MAX_PER_ADDRESS = 2;
 
 const frame = (payload: Buffer | string): Buffer =>
   Buffer.concat([Buffer.from([VT]), typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload, Buffer.from([FS, CR])]);
@@ -30,6 +32,8 @@ const frame = (payload: Buffer | string): Buffer =>
 interface Rig {
   dir: string;
   port: number;
+  /** The `hogged` channel's listener. */
+  hogPort: number;
   engine: EngineProcess;
 }
 
@@ -40,6 +44,7 @@ let rigPromise: Promise<Rig> | undefined;
 const rig = (t: ExecutionContext): Promise<Rig> =>
   (rigPromise ??= (async () => {
     const port = await freePort();
+    const hogPort = await freePort();
     const { dir, configFile } = await tempProject(
       collector,
       channelsYaml({
@@ -47,12 +52,16 @@ const rig = (t: ExecutionContext): Promise<Rig> =>
     source: { type: mllp, host: 127.0.0.1, port: ${port}, maxFrameSize: 1MB, idleTimeout: 1s, maxConnections: ${MAX_CONNECTIONS} }
     destinations:
       - { name: archive, type: file, dir: ./out, filename: "${DELIVERY_FILENAME}" }
+  - name: hogged
+    source: { type: mllp, host: 127.0.0.1, port: ${hogPort}, maxConnections: 4, maxConnectionsPerAddress: ${HOG_MAX_PER_ADDRESS} }
+    destinations:
+      - { name: archive, type: file, dir: ./out-hogged, filename: "${DELIVERY_FILENAME}" }
 `,
       }),
     );
     const engine = await startEngineProcess(collector, configFile, dir);
     t.log(`engine pid ${engine.child.pid}`);
-    return { dir, port, engine };
+    return { dir, port, hogPort, engine };
   })());
 
 interface Raw {
@@ -62,8 +71,9 @@ interface Raw {
   closed: Promise<boolean>;
 }
 
-const connectRaw = async (port: number): Promise<Raw> => {
-  const socket = net.connect(port, '127.0.0.1');
+/** A raw connection to 127.0.0.1:`port`; another `localAddress` makes it another sender (Linux routes all of 127/8 to lo). */
+const connectRaw = async (port: number, localAddress = '127.0.0.1'): Promise<Raw> => {
+  const socket = net.connect({ port, host: '127.0.0.1', localAddress });
   socket.setNoDelay(true);
   collector.teardown(() => void socket.destroy());
   const chunks: Buffer[] = [];
@@ -294,4 +304,61 @@ test.serial('an inbound ACK is never acknowledged; the connection goes on', asyn
   good.push('AFTERACK');
   t.regex(logSince(r, before), /"controlId":"ACK0001"[^\n]*"msg":"received an ACK as a message; not acknowledged"/);
   await assertStored(t, r, before, good);
+});
+
+test.serial('a sender of nothing but ACKs is closed at idleTimeout: ACKs are not messages and cannot hold a connection open', async (t) => {
+  const r = await rig(t);
+  const before = await snapshot(r);
+  const hog = await connectRaw(r.port);
+  // The attack (issue 9, finding 5): an ACK well within every idle timeout, for ever. Each went
+  // unanswered and unlogged, yet restarted the idle timer: a client could hold its connections for good.
+  let sent = 0;
+  const sending = (async () => {
+    while (!hog.socket.destroyed) {
+      hog.socket.write(frame(`MSH|^~\\&|LAB|HOSP|FERRY|HOSP|20260101120000||ACK^A01^ACK|HOG${++sent}|P|2.5\rMSA|AA|MSG00001\r`));
+      await sleep(200);
+    }
+  })();
+  const good = [await goodSend(t, r.port)];
+  t.true(await closedWithin(hog, 30_000), 'closed at the idle timeout');
+  await sending;
+  t.is(hog.received().length, 0, 'no ACK was answered');
+  const line = await eventually(
+    () => /"code":"MLLP_IDLE_TIMEOUT"[^\n]*"ignored":(\d+)[^\n]*"msg":"closing MLLP connection: no complete message within 1000 ms \(\1 frames ignored since the last message: ACKs, which are not messages\)"/.exec(logSince(r, before)) ?? undefined,
+    5_000,
+    'the idle line',
+  );
+  t.log(`${sent} ACKs sent; closed after ${line[1]} of them`);
+  good.push(await goodSend(t, r.port));
+  await assertStored(t, r, before, good);
+});
+
+test.serial('one address holding its maxConnectionsPerAddress shuts out only itself: another address still gets AA; its further connections are refused and logged', async (t) => {
+  const r = await rig(t);
+  const logFrom = r.engine.output().length;
+  // The hog: idle connections, as many as its address may hold (they outlast the test: idleTimeout 5m).
+  const hog = await Promise.all(Array.from({ length: HOG_MAX_PER_ADDRESS }, () => connectRaw(r.hogPort)));
+  // Accepted in order, after the hog's: every further connection from its address is refused at once.
+  const refused = await Promise.all(Array.from({ length: 10 }, () => connectRaw(r.hogPort)));
+  t.deepEqual(await Promise.all(refused.map((raw) => closedWithin(raw, 10_000))), Array(10).fill(true));
+  t.true(hog.every((raw) => !raw.socket.destroyed), 'the hog keeps what it holds');
+
+  // Another sender, from another address, is answered AA, and its message delivered.
+  const other = await connectRaw(r.hogPort, '127.0.0.2');
+  other.socket.write(frame(loadMessage('OTHERADDR')));
+  await eventually(() => (other.received().includes(FS) ? true : undefined), 10_000, 'the AA');
+  const ack = readAck(other.received().subarray(1, other.received().indexOf(FS)).toString('latin1'));
+  t.is(`${ack.code} ${ack.controlId}`, 'AA OTHERADDR');
+  await eventually(async () => (await readdir(join(r.dir, 'out-hogged')).catch(() => [])).find((f) => f.startsWith('OTHERADDR@')), 15_000, 'the delivery');
+  const { body } = await r.engine.api<{ items: Array<{ source: string; controlId: string }> }>('/api/messages?channel=hogged');
+  t.deepEqual(body.items.map((m) => m.controlId), ['OTHERADDR']);
+  t.regex(body.items[0]!.source, /^mllp 127\.0\.0\.2:\d+$/);
+
+  // Ten refusals: one line naming the address and the limit, then one summing up the other nine.
+  const refusals = (): string[] => r.engine.output().slice(logFrom).match(/[^\n]*"code":"MLLP_TOO_MANY_CONNECTIONS"[^\n]*/g) ?? [];
+  t.is(refusals().length, 1);
+  t.regex(refusals()[0]!, /"channel":"hogged"[^\n]*"address":"127\.0\.0\.1","maxConnectionsPerAddress":2,"msg":"MLLP connection refused: 127\.0\.0\.1 already holds 2 connections, its maximum \(maxConnectionsPerAddress\)"/);
+  await eventually(() => refusals()[1], 30_000, 'the summary line at the end of the 10 s interval');
+  t.regex(refusals()[1]!, /"refused":9,"addresses":\["127\.0\.0\.1"\],"msg":"MLLP per-address connection limit: 9 more connections refused in the last 10 s \(from 127\.0\.0\.1\)"/);
+  t.is(refusals().length, 2);
 });
