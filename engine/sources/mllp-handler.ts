@@ -14,8 +14,9 @@ import type { MllpPeer } from './mllp.ts';
 //             does not keep the connection from idling (sources/mllp.ts).
 
 // An ACK sent to a listener means a sender is misconfigured (or probing): worth a warning that names
-// it, the address and the MSH-10, but a sender can send them as fast as it likes, so the warning is
-// the first of each interval and a count of the rest; every one is still at debug level.
+// the sender's address and the ACK's MSH-10. But a sender can send them as fast as it likes, so only
+// the first of each interval is a warning, followed by a count of the rest, each of which is logged
+// at debug level. Misconfigured senders ACK steadily, hence a longer interval than for refusals.
 const IGNORED_LOG_INTERVAL_MS = 60_000;
 
 export const mllpHandler = (intake: Intake, logger: Logger) => {
