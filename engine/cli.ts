@@ -107,7 +107,6 @@ const start = async (args: string[]): Promise<number> => {
     console.error(`ferry: WebSocket push on ${engine.https.url.replace(/^http/, 'ws')}${config.engine.websocket.path}`);
   }
   console.error(`ferry: admin API on ${engine.admin.url} — Ctrl-C or SIGTERM to stop`);
-  if (engine.adminOpen) console.error(`ferry: no users in ${config.engine.users}: the admin API needs no login and listens on loopback only (ferry user add <name> --role admin)`);
 
   await new Promise<void>((resolve) => {
     let signalled = false;

@@ -30,8 +30,6 @@ export interface Engine {
   readonly store: MessageStore;
   /** Where the admin API listens; `url` is http:// or, with engine.admin cert and key, https://. */
   readonly admin: { host: string; port: number; url: string };
-  /** No users configured: the admin API (loopback only) needs no login. */
-  readonly adminOpen: boolean;
   /** The HTTPS listener of https sources, when configured. */
   readonly https: { host: string; port: number; url: string } | undefined;
   stop(): Promise<void>;
@@ -148,8 +146,8 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
     const bound = server.address();
     const port = typeof bound === 'object' && bound ? bound.port : config.engine.admin.port;
     const admin = { host: config.engine.admin.host, port, url: urlOf(config.engine.admin.tls ? 'https' : 'http', config.engine.admin.host, port) };
-    const adminOpen = users.list().length === 0;
-    if (adminOpen) logger.warn('no users configured: the admin API needs no login and listens on loopback only (add users with `ferry user add`)');
+    // The one place this is said (ferry start's summary lines do not repeat it).
+    if (users.list().length === 0) logger.warn({ users: config.engine.users }, 'no users: the admin API needs no login and listens on loopback only (add one: ferry user add <name> --role admin)');
     else if (!loopbackOnly && !config.engine.admin.tls) {
       logger.warn(
         { admin: admin.url },
@@ -163,7 +161,6 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
       channels,
       store,
       admin,
-      adminOpen,
       https: httpsBound,
       stop: () => (stopped ??= stopAll().then(() => logger.info('ferry stopped'))),
     };

@@ -95,6 +95,7 @@ export const errorCodes = {
   AUTH_REQUIRED: { permanent: true, summary: 'the admin API call needs a login session or an API token' },
   AUTH_FAILED: { permanent: true, summary: 'wrong user name or password, or an unknown API token' },
   AUTH_RATE_LIMITED: { permanent: false, summary: 'too many failed logins from this address or for this user; retry later' },
+  AUTH_LOGIN_BUSY: { permanent: false, summary: 'another login from this address or for this user is being checked; retry in a second' },
   AUTH_CSRF: { permanent: true, summary: 'a state-changing call lacks the session CSRF token or comes from another site' },
   AUTH_FORBIDDEN: { permanent: true, summary: "the user's role does not allow this call" },
   ADMIN_NOT_LOOPBACK: { permanent: true, summary: 'no users are configured, so the admin API may listen on loopback only' },

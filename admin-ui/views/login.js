@@ -4,6 +4,7 @@ import { login } from '../session.js';
 
 const explain = (error) => {
   if (error.status === 401) return 'Wrong username or password.';
+  if (error.code === 'AUTH_LOGIN_BUSY') return 'Another login for this user or from this address is under way. Try again in a moment.';
   if (error.status === 429) {
     const seconds = error.retryAfter;
     const wait = !seconds ? ' Try again later.' : seconds < 120 ? ` Try again in ${seconds} seconds.` : ` Try again in ${Math.ceil(seconds / 60)} minutes.`;

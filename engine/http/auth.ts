@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
 import { timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
-import type { LoginLimiter } from '../auth/login-limiter.ts';
+import type { LoginAdmission, LoginLimiter } from '../auth/login-limiter.ts';
 import type { FerryConfig } from '../config.ts';
 import { verifyNobody, verifyPassword } from '../auth/passwords.ts';
 import type { Sessions } from '../auth/sessions.ts';
@@ -53,6 +53,14 @@ export const checkAdminExposure = (config: FerryConfig, userCount: number): void
 
 const fail = (code: 'AUTH_REQUIRED' | 'AUTH_FAILED' | 'AUTH_CSRF' | 'AUTH_FORBIDDEN', message: string): FerryError =>
   new FerryError(code, message, { details: { status: code === 'AUTH_CSRF' || code === 'AUTH_FORBIDDEN' ? 403 : 401 } });
+
+/** 429 for a login refused before its password was checked. */
+const refusal = ({ reason, retryAfter }: Extract<LoginAdmission, { ok: false }>): FerryError =>
+  reason === 'limited'
+    ? new FerryError('AUTH_RATE_LIMITED', `too many failed logins; try again in ${retryAfter} s`, { details: { status: 429, retryAfter } })
+    : new FerryError('AUTH_LOGIN_BUSY', `another login from this address or for this user is being checked; try again in ${retryAfter} s`, {
+        details: { status: 429, retryAfter },
+      });
 
 const sameSecret = (a: string, b: string): boolean => {
   const x = Buffer.from(a);
@@ -170,20 +178,21 @@ export const createAuth = (deps: AuthDeps): Auth => {
         const password = typeof body['password'] === 'string' ? body['password'] : '';
         if (!username || !password) throw badRequest('username and password are required');
 
-        const wait = limiter.retryAfter(ctx.ip, username);
-        if (wait > 0) {
-          throw new FerryError('AUTH_RATE_LIMITED', `too many failed logins; try again in ${wait} s`, {
-            details: { status: 429, retryAfter: wait },
-          });
-        }
+        // Counted before the password is hashed, so parallel guesses cannot all pass the check
+        // while none is counted yet (login-limiter.ts).
+        const admission = limiter.begin(ctx.ip, username);
+        if (!admission.ok) throw refusal(admission);
         const user = users.find(username);
-        const ok = user ? await verifyPassword(password, user.password) : await verifyNobody(password);
+        let ok = false;
+        try {
+          ok = user ? await verifyPassword(password, user.password) : await verifyNobody(password);
+        } finally {
+          admission.attempt.finish(ok);
+        }
         if (!user || !ok) {
-          limiter.failed(ctx.ip, username);
           adminStore.audit({ user: username, action: 'login-failed', target: null, detail: `from ${ctx.ip}` });
           throw fail('AUTH_FAILED', 'wrong user name or password');
         }
-        limiter.succeeded(username);
         const session = sessions.create(user.name);
         ctx.cookies.set(SESSION_COOKIE, session.id, { httpOnly: true, sameSite: 'strict', path: '/', secure: ctx.secure, overwrite: true });
         adminStore.audit({ user: user.name, action: 'login', target: null, detail: `from ${ctx.ip}` });

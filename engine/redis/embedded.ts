@@ -29,6 +29,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { FerryError } from '../errors.ts';
 import { pingRedis } from './connection.ts';
+import { classifyRedisOutput } from './server-output.ts';
 
 export interface RedisEndpoint {
   /** The unix socket redis-server listens on. */
@@ -236,9 +237,10 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
       lines.on('line', (line) => {
         tail.push(line);
         if (tail.length > TAIL_LINES) tail.shift();
-        // redis marks its own warnings with '#' after the timestamp; the rest is chatter.
-        if (/^\d+:[A-Z] .+? # /.test(line)) logger.info({ redis: line }, 'redis-server');
-        else logger.debug({ redis: line }, 'redis-server');
+        // Its banner is debug, its real warnings warn (server-output.ts). Its pid goes in redisPid:
+        // `pid` would read, in pretty logs, as the engine's own.
+        const { level, redisPid, text } = classifyRedisOutput(line);
+        logger[level]({ redisPid, redis: text }, 'redis-server');
       });
       return new Promise<void>((resolve) => lines.once('close', resolve));
     });
@@ -327,11 +329,11 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
     const padded = ` ${cmdline} `;
     const ours = cmdline.includes('redis-server') && (padded.includes(` unixsocket:${socket} `) || padded.includes(` ${socket} `));
     if (!ours) {
-      logger.warn({ pid, pidfile, cmdline }, 'the redis pidfile names an unrelated process; ignoring it');
+      logger.warn({ pidfilePid: pid, pidfile, cmdline }, 'the redis pidfile names an unrelated process; ignoring it');
       return;
     }
     // Its data is in the AOF (SIGTERM even fsyncs it), so replacing it loses nothing.
-    logger.warn({ pid, dir }, 'a redis-server left by an earlier engine run is still running; stopping it');
+    logger.warn({ redisPid: pid, dir }, 'a redis-server left by an earlier engine run is still running; stopping it');
     const signal = (name: NodeJS.Signals): void => {
       try {
         process.kill(pid, name);
@@ -342,7 +344,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
     };
     signal('SIGTERM');
     if (await waitGone(pid, STALE_TERM_TIMEOUT_MS)) return;
-    logger.warn({ pid }, 'the stale redis-server ignored SIGTERM; killing it');
+    logger.warn({ redisPid: pid }, 'the stale redis-server ignored SIGTERM; killing it');
     signal('SIGKILL');
     if (!(await waitGone(pid, STALE_TERM_TIMEOUT_MS))) {
       throw new FerryError('REDIS_START_FAILED', `the stale redis-server (pid ${pid}) on ${dir} does not exit`);
@@ -362,7 +364,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
       if (r.stopped || r.current !== server) return;
       if (Date.now() - server.startedAt >= STABLE_UPTIME_MS) r.failures = 0;
       logger.error(
-        { dir, pid: server.child.pid, code: exit.code, signal: exit.signal, output: server.tail.slice(-5) },
+        { dir, redisPid: server.child.pid, code: exit.code, signal: exit.signal, output: server.tail.slice(-5) },
         `embedded redis-server ${describeExit(exit)} unexpectedly`,
       );
       scheduleRestart(r);
@@ -385,7 +387,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
     r.restarts += 1;
     supervise(r, server);
     const pid = server.child.pid!;
-    logger.warn({ dir, pid, restarts: r.restarts }, 'embedded redis-server restarted');
+    logger.warn({ dir, redisPid: pid, restarts: r.restarts }, 'embedded redis-server restarted');
     onRestart?.({ pid, restarts: r.restarts });
   };
 
@@ -411,7 +413,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
     if (r.stopped) throw stoppedWhileStarting();
     supervise(r, server);
     endpoint = { path: socket };
-    logger.info({ dir, socket, pid: server.child.pid, appendonly }, 'embedded redis-server ready');
+    logger.info({ dir, socket, redisPid: server.child.pid, appendonly }, 'embedded redis-server ready');
     return endpoint;
   };
 
@@ -425,7 +427,7 @@ export const embeddedRedis = (options: EmbeddedRedisOptions): EmbeddedRedis => {
       // SIGTERM runs redis's SHUTDOWN path: fsync the AOF, remove pidfile and socket, exit 0.
       server.child.kill('SIGTERM');
       if (!(await within(server.exited, STOP_TIMEOUT_MS))) {
-        logger.warn({ dir, pid: server.child.pid }, 'redis-server did not exit after SIGTERM; killing it');
+        logger.warn({ dir, redisPid: server.child.pid }, 'redis-server did not exit after SIGTERM; killing it');
         server.child.kill('SIGKILL');
         await server.exited;
       }

@@ -20,6 +20,15 @@ test('--log pretty writes time, level, message and fields on one line instead of
   t.false(lines.some((line) => line.startsWith('{')), 'no JSON line');
   t.true(lines.some((line) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: ferry started \{"admin":"http:\/\/127\.0\.0\.1:\d+","channels":\["adt"\]\}$/.test(line)), engine.output());
   t.true(lines.some((line) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: ferry stopped$/.test(line)));
+
+  // What a new user sees at every start: the open admin said once, no redis-server banner, and no
+  // (pid) after a level, which would read as the engine's but was redis-server's.
+  const noUsers = lines.filter((line) => line.includes('no users'));
+  t.is(noUsers.length, 1, engine.output());
+  t.regex(noUsers[0]!, /^\[[\d:.]+\] WARN: no users: the admin API needs no login and listens on loopback only \(add one: ferry user add <name> --role admin\) \{"users":"\/.+\/users\.yaml"\}$/);
+  t.false(lines.some((line) => /Redis is starting|Server initialized|Configuration loaded/.test(line)), engine.output());
+  t.false(lines.some((line) => /^\[[\d:.]+\] \w+ \(\d+\)/.test(line)), engine.output());
+  t.true(lines.some((line) => /^\[[\d:.]+\] INFO: embedded redis-server ready \{.*"redisPid":\d+/.test(line)), engine.output());
 });
 
 test('--log takes json or pretty', async (t) => {

@@ -128,7 +128,7 @@ test.serial('the embedded Redis killed -9 twice under load: restarted, senders n
     const next = await eventually(
       async () => {
         const pid = await redisPid(data);
-        return pid !== undefined && !pids.includes(pid) && engine.output().includes(`"pid":${pid},"restarts":${kill},`) ? pid : undefined;
+        return pid !== undefined && !pids.includes(pid) && engine.output().includes(`"redisPid":${pid},"restarts":${kill},`) ? pid : undefined;
       },
       20_000,
       `redis-server restart #${kill}`,

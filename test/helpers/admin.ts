@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { LoginLimiter } from '../../engine/auth/login-limiter.ts';
-import { hashPassword } from '../../engine/auth/passwords.ts';
+import { hashPassword, type ScryptCost } from '../../engine/auth/passwords.ts';
 import type { Sessions } from '../../engine/auth/sessions.ts';
 import { tokenSha256, watchUsers, writeUsersFile, type Role, type User, type UserDirectory } from '../../engine/auth/users.ts';
 import { channelControl } from '../../engine/channel-control.ts';
@@ -31,13 +31,15 @@ export interface TestUser {
   password: string;
   /** An API token to accept for this user. */
   token?: string;
+  /** The password hash's scrypt cost; default a low one, so that tests stay fast. */
+  cost?: ScryptCost;
 }
 
-/** Writes a users file; hashes use a low scrypt cost so tests stay fast (the format is the same). */
+/** Writes a users file; hashes use a low scrypt cost unless a user names one (the format is the same). */
 export const writeTestUsers = async (file: string, users: TestUser[]): Promise<void> => {
   const entries: User[] = [];
   for (const u of users) {
-    const user: User = { name: u.name, role: u.role, password: await hashPassword(u.password, { ln: 10, r: 8, p: 1 }) };
+    const user: User = { name: u.name, role: u.role, password: await hashPassword(u.password, u.cost ?? { ln: 10, r: 8, p: 1 }) };
     if (u.token) user.token = { sha256: tokenSha256(u.token), createdAt: '2026-01-01T00:00:00.000Z' };
     entries.push(user);
   }

@@ -89,7 +89,7 @@ export const startEngineProcess = async (t: Pick<ExecutionContext, 'teardown'>, 
     }
     // The embedded redis-server runs detached, so a killed engine (or one killed above) leaves it
     // running; stop each one this engine reported, if that pid is still a redis-server.
-    const pids = [...output.matchAll(/"pid":(\d+),[^\n]*"msg":"embedded redis-server (?:ready|restarted)"/g)].map((match) => Number(match[1]));
+    const pids = [...output.matchAll(/"redisPid":(\d+),[^\n]*"msg":"embedded redis-server (?:ready|restarted)"/g)].map((match) => Number(match[1]));
     // Not JSON lines (--log pretty): the pidfile in ./data, where the test projects keep their data.
     if (pids.length === 0) pids.push(Number.parseInt(await readFile(join(cwd, 'data', 'redis', 'redis.pid'), 'utf8').catch(() => ''), 10));
     for (const pid of pids) {

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { FerryError } from '../../engine/errors.ts';
 import { createRedis } from '../../engine/redis/connection.ts';
 import { embeddedRedis, type EmbeddedRedisOptions } from '../../engine/redis/embedded.ts';
+import { captureLogger } from '../helpers/logger.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const silent = pino({ level: 'silent' });
@@ -70,6 +71,62 @@ test('start: answers PING on a mode-700 unix socket in its folder, configured fo
   t.deepEqual(await c.config('GET', 'port'), ['port', '0']);
   t.deepEqual(await c.config('GET', 'save'), ['save', '']);
   t.is(await readPid(dir) > 0, true);
+});
+
+test("redis-server's banner and shutdown lines are debug, under its own redisPid; the engine's pid is left alone", async (t) => {
+  const { logger, lines } = captureLogger();
+  const { dir, redis } = await setup(t, { logger });
+  await redis.start();
+  const pid = await readPid(dir);
+  const said = (text: RegExp) => lines.find((l) => l.msg === 'redis-server' && text.test(String(l['redis'])));
+  await until('the banner to be logged', () => said(/^Server initialized$/) !== undefined);
+  await redis.stop();
+  await until('the goodbye to be logged', () => said(/^Redis is now ready to exit/) !== undefined);
+
+  for (const text of [/^oO0OoO0OoO0Oo Redis is starting/, /^Redis version=/, /^Configuration loaded$/, /^Server initialized$/, /^The server is now ready/, /^User requested shutdown/, /^Redis is now ready to exit/]) {
+    t.like(said(text), { level: 20, redisPid: pid }, String(text));
+  }
+  const output = lines.filter((l) => l.msg === 'redis-server');
+  // Anything redis says above debug is a real warning (this machine may have memory overcommit off).
+  for (const line of output.filter((l) => l.level > 20)) {
+    t.is(line.level, 40);
+    t.regex(String(line['redis']), /^WARNING /);
+  }
+  t.like(lines.find((l) => l.msg === 'embedded redis-server ready'), { level: 30, redisPid: pid });
+  t.true(lines.every((l) => l['pid'] === process.pid), "pino's pid is this process's on every line");
+});
+
+test('a real warning from redis-server, or a line outside its format, is logged at warn', async (t) => {
+  const fake = path.join(await tempDir(t), 'redis-server');
+  await writeFile(
+    fake,
+    [
+      '#!/bin/sh',
+      'echo "$$:C 07 Dec 2026 22:01:21.759 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo"',
+      'echo "$$:M 07 Dec 2026 22:01:21.764 * Running mode=standalone, port=0."',
+      'echo "$$:M 07 Dec 2026 22:01:21.764 # Failed opening the temp RDB file temp-42.rdb (in server root dir /x) for saving: No space left on device"',
+      'echo "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***" >&2',
+      'exit 1',
+      '',
+    ].join('\n'),
+  );
+  await chmod(fake, 0o755);
+  const { logger, lines } = captureLogger();
+  const { redis } = await setup(t, { binary: fake, logger });
+  await t.throwsAsync(redis.start(), { instanceOf: FerryError });
+  await until('its output to be logged', () => lines.filter((l) => l.msg === 'redis-server').length === 4);
+  const output = lines.filter((l) => l.msg === 'redis-server');
+  const fakePid = output[0]!['redisPid'];
+  t.true(typeof fakePid === 'number' && fakePid > 0);
+  t.deepEqual(
+    output.map((l) => [l.level, l['redisPid'], l['redis']]).sort((a, b) => (String(a[2]) < String(b[2]) ? -1 : 1)),
+    [
+      [40, undefined, '*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***'],
+      [40, fakePid, 'Failed opening the temp RDB file temp-42.rdb (in server root dir /x) for saving: No space left on device'],
+      [20, fakePid, 'Running mode=standalone, port=0.'],
+      [20, fakePid, 'oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo'],
+    ],
+  );
 });
 
 test('data written survives stop and start (AOF), and the same instance starts again', async (t) => {
