@@ -2,7 +2,7 @@
 // `<pid>:<role> <date> <mark> <text>`, the mark being its level (`.` debug, `-` verbose, `*` notice,
 // `#` warning), but it also marks routine start-up and shutdown lines `#` so that they show at any
 // log level: on every start a person would see its banner as warnings. Those, and everything below
-// `#`, are debug; a `#` line that is not routine (memory overcommit disabled, a failed AOF fsync or
+// `#`, are debug; a `#` line that is not routine (a slow or failed AOF fsync, a failed
 // fork, a port it cannot bind) is a warning, and so is a line outside that format (blank ones
 // aside), which is what redis prints as it dies of a bad argument (`*** FATAL CONFIG FILE ERROR ***`).
 
@@ -24,6 +24,9 @@ const ROUTINE = [
   // Ferry passes its settings as arguments on purpose.
   /^Warning: no config file specified/,
   /^Server initialized$/,
+  // Host tuning advice printed on every start of a machine without vm.overcommit_memory = 1: a fork
+  // that then fails (AOF rewrite) is reported by redis as its own warning when it happens.
+  /^WARNING Memory overcommit must be enabled!/,
   /^User requested shutdown/,
   /^Redis is now ready to exit, bye bye/,
 ];

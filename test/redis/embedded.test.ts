@@ -87,7 +87,7 @@ test("redis-server's banner and shutdown lines are debug, under its own redisPid
     t.like(said(text), { level: 20, redisPid: pid }, String(text));
   }
   const output = lines.filter((l) => l.msg === 'redis-server');
-  // Anything redis says above debug is a real warning (this machine may have memory overcommit off).
+  // Anything redis says above debug is a real warning (none on a healthy start).
   for (const line of output.filter((l) => l.level > 20)) {
     t.is(line.level, 40);
     t.regex(String(line['redis']), /^WARNING /);

@@ -12,7 +12,7 @@ const lines: Array<[string, 'debug' | 'warn', number | undefined, string]> = [
   ['16263:M 07 Dec 2026 22:01:21.764 # Server initialized', 'debug', 16263, 'Server initialized'],
   [
     "16263:M 07 Dec 2026 22:01:21.764 # WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. To fix this issue add 'vm.overcommit_memory = 1' to /etc/sysctl.conf",
-    'warn',
+    'debug',
     16263,
     "WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. To fix this issue add 'vm.overcommit_memory = 1' to /etc/sysctl.conf",
   ],
