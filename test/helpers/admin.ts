@@ -64,6 +64,7 @@ export const fakeChannel = (info: ChannelInfo, config: Partial<ChannelConfig> = 
     },
     resync: unused,
     close: unused,
+    skip: unused,
     info: async () => ({ ...info, state }),
     sourcePort: () => undefined,
   };

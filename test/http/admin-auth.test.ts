@@ -15,7 +15,7 @@ import { eventually } from '../helpers/temp.ts';
 // Who may call what: sessions with CSRF tokens, API tokens, roles, the failed-login throttle, the
 // audit log, and the open mode used while no user is configured.
 
-const adtInfo: ChannelInfo = { name: 'adt', state: 'running', source: 'mllp 127.0.0.1:2575', script: null, lastError: null, queues: { inbound: 0 } };
+const adtInfo: ChannelInfo = { name: 'adt', state: 'running', source: 'mllp 127.0.0.1:2575', script: null, lastError: null, queues: { inbound: 0 }, blocked: [] };
 
 const USERS: TestUser[] = [
   { name: 'vera', role: 'viewer', password: 'vera-pass', token: 'ferry_viewer-token' },
