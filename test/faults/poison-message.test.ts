@@ -1,8 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startTestEngine, type TestEngine } from '../helpers/admin.ts';
 import { adtMessage } from '../helpers/hl7.ts';
+import { hl7Receiver, type Hl7Receiver } from '../helpers/hl7-receiver.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';
 import { channelsYaml } from '../helpers/project.ts';
 import { eventually, freePort } from '../helpers/temp.ts';
@@ -13,56 +12,8 @@ import { eventually, freePort } from '../helpers/temp.ts';
 // DELIVERY_SKIPPED, the skip is audited, the queue goes on in order, and the skipped message can be
 // resent once the far end is fixed.
 
-interface FarEnd {
-  url: string;
-  /** MSH-10 of every request, in arrival order. */
-  requests: string[];
-  /** MSH-10 of the requests answered 200, in order. */
-  accepted: string[];
-  /** MSH-10 of requests the sender cut before an answer came. */
-  aborted: string[];
-  /** Answered 503 (a transient failure) while listed here. */
-  refuse: Set<string>;
-  /** Never answered. */
-  hang: Set<string>;
-}
-
-const controlIdOf = (body: Buffer): string => body.toString('latin1').split('\r')[0]!.split('|')[9] ?? '';
-
-/** A plain HTTP receiver that answers each message by its MSH-10. */
-const farEnd = async (t: ExecutionContext): Promise<FarEnd> => {
-  const far: Omit<FarEnd, 'url'> = { requests: [], accepted: [], aborted: [], refuse: new Set(), hang: new Set() };
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const controlId = controlIdOf(Buffer.concat(chunks));
-      far.requests.push(controlId);
-      if (far.hang.has(controlId)) {
-        res.on('close', () => far.aborted.push(controlId));
-        return;
-      }
-      if (far.refuse.has(controlId)) {
-        res.writeHead(503, { 'Content-Type': 'text/plain' }).end('try later');
-        return;
-      }
-      far.accepted.push(controlId);
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"Success": true}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ...far };
-};
-
 interface Site extends TestEngine {
-  far: FarEnd;
+  far: Hl7Receiver;
   send(controlId: string): Promise<void>;
   /** The message log's id for the message with this MSH-10, once logged. */
   idOf(controlId: string): Promise<string>;
@@ -71,9 +22,9 @@ interface Site extends TestEngine {
   skip(id: string, body?: unknown): Promise<{ status: number; body: any }>;
 }
 
-/** An MLLP → https engine whose fifo destination retries forever, `delay` apart. */
+/** An engine with one channel, MLLP in, to a fifo https destination with this `retry` policy. */
 const site = async (t: ExecutionContext, retry: string): Promise<Site> => {
-  const far = await farEnd(t);
+  const far = await hl7Receiver(t);
   const port = await freePort();
   const engine = await startTestEngine(
     t,
