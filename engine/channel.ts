@@ -1,10 +1,10 @@
 import { WaitingError, type ConnectionOptions, type Job, type Queue, type Worker } from 'bullmq';
 import { dirname, relative } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { HmacVerifier } from './auth/hmac.ts';
 import type { TokenTable } from './auth/tokens.ts';
 import type { ChannelConfig, DestinationConfig } from './config.ts';
+import { createDeliveryTracker, type BlockedDelivery, type DeliveryOutcome, type SkipOutcome } from './delivery-tracker.ts';
 import { channelDestination } from './destinations/channel.ts';
 import type { Destination } from './destinations/destination.ts';
 import { fileDestination } from './destinations/file.ts';
@@ -51,6 +51,8 @@ export interface ChannelInfo {
   script: ScriptStatus | null;
   lastError: string | null;
   queues: Record<string, number>;
+  /** Deliveries that failed and are being retried in place (a fifo destination's head): what holds a queue. */
+  blocked: BlockedDelivery[];
 }
 
 export interface Channel {
@@ -70,6 +72,11 @@ export interface Channel {
    */
   stop(): Promise<void>;
   info(): Promise<ChannelInfo>;
+  /**
+   * An operator's skip of a delivery in progress (admin API): it stops being tried at once, is
+   * recorded `error` (DELIVERY_SKIPPED, naming `actor`) and the destination goes on with the next.
+   */
+  skip(destination: string, id: string, output: number, actor: string): Promise<SkipOutcome>;
   /** The bound port of an MLLP source (useful with port 0). */
   sourcePort(): number | undefined;
   /**
@@ -169,6 +176,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
   let destinations = new Map<string, Destination>();
   // Aborted on stop so that deliveries waiting to retry hand their job back at once.
   let stopping = new AbortController();
+  const deliveries = createDeliveryTracker();
 
   const noteError = (message: string): void => {
     lastError = `${new Date().toISOString()} ${message}`;
@@ -297,45 +305,71 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
       return;
     }
     const send = destinations.get(destination.name)!;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const response = await send.send({
-          id,
-          channel: config.name,
-          destination: destination.name,
-          output,
-          content,
-          ...(meta ? { meta } : {}),
-          controlId: message.controlId,
-          charset: message.charset,
-          receivedAt: message.receivedAt,
-        });
-        await store.recordDelivery(id, stage, { status: 'sent', attempts: attempt, response });
-        return;
-      } catch (error) {
-        const reason = describeError(error);
-        if (isPermanent(error) || !mayRetry(destination.retry, attempt)) {
-          const final = isPermanent(error) ? reason : `DESTINATION_GAVE_UP: after ${attempt} attempts: ${reason}`;
-          logger.warn({ id, destination: destination.name, attempt }, `delivery failed: ${final}`);
-          noteError(`${destination.name}: ${final}`);
-          await store.recordDelivery(id, stage, { status: 'error', attempts: attempt, error: final });
-          return;
-        }
-        // A destination that knows when to come back (Retry-After, an open circuit breaker) is not
-        // asked sooner, nor later than maxDelay.
-        const retryAfterMs = isFerryError(error) ? error.details?.['retryAfterMs'] : undefined;
-        const backoff = retryDelay(destination.retry, attempt);
-        const delay = typeof retryAfterMs === 'number' ? Math.max(backoff, Math.min(retryAfterMs, destination.retry.maxDelayMs)) : backoff;
-        logger.info({ id, destination: destination.name, attempt, delay }, `delivery failed, retrying: ${reason}`);
-        await store.recordDelivery(id, stage, { status: 'queued', attempts: attempt, error: reason });
+    const tracked = deliveries.begin(destination.name, id, output);
+    let outcome: DeliveryOutcome = 'released';
+    let lastReason: string | undefined;
+    /** Records the delivery as failed for good: given up, refused, or skipped by an operator. */
+    const fail = async (attempts: number, final: string): Promise<void> => {
+      logger.warn({ id, destination: destination.name, attempt: attempts }, `delivery failed: ${final}`);
+      noteError(`${destination.name}: ${final}`);
+      await store.recordDelivery(id, stage, { status: 'error', attempts, error: final });
+    };
+    const skip = async (attempts: number): Promise<void> => {
+      const last = lastReason === undefined ? '' : `; last error: ${lastReason}`;
+      await fail(attempts, describeError(new FerryError('DELIVERY_SKIPPED', `skipped by ${tracked.skippedBy} after ${attempts} attempt${attempts === 1 ? '' : 's'}${last}`)));
+      outcome = 'skipped';
+    };
+    try {
+      for (let attempt = 1; ; attempt++) {
+        let response: string;
         try {
-          await sleep(delay, undefined, { signal: stopping.signal });
-        } catch {
-          // Stopping: hand the job back to the front of its queue; it resumes on the next start.
-          await job.moveToWait(token);
-          throw new WaitingError();
+          response = await tracked.attempt(
+            send.send({
+              id,
+              channel: config.name,
+              destination: destination.name,
+              output,
+              content,
+              ...(meta ? { meta } : {}),
+              controlId: message.controlId,
+              charset: message.charset,
+              receivedAt: message.receivedAt,
+              signal: tracked.signal,
+            }),
+          );
+        } catch (error) {
+          if (tracked.skippedBy !== undefined) return await skip(attempt);
+          const reason = describeError(error);
+          lastReason = reason;
+          if (isPermanent(error) || !mayRetry(destination.retry, attempt)) {
+            await fail(attempt, isPermanent(error) ? reason : `DESTINATION_GAVE_UP: after ${attempt} attempts: ${reason}`);
+            outcome = 'error';
+            return;
+          }
+          // A destination that knows when to come back (Retry-After, an open circuit breaker) is not
+          // asked sooner, nor later than maxDelay.
+          const retryAfterMs = isFerryError(error) ? error.details?.['retryAfterMs'] : undefined;
+          const backoff = retryDelay(destination.retry, attempt);
+          const delay = typeof retryAfterMs === 'number' ? Math.max(backoff, Math.min(retryAfterMs, destination.retry.maxDelayMs)) : backoff;
+          logger.info({ id, destination: destination.name, attempt, delay }, `delivery failed, retrying: ${reason}`);
+          await store.recordDelivery(id, stage, { status: 'queued', attempts: attempt, error: reason });
+          tracked.failed(attempt, reason, Date.now() + delay);
+          try {
+            await tracked.pause(delay, stopping.signal);
+          } catch {
+            if (tracked.skippedBy !== undefined) return await skip(attempt);
+            // Stopping: hand the job back to the front of its queue; it resumes on the next start.
+            await job.moveToWait(token);
+            throw new WaitingError();
+          }
+          continue;
         }
+        await store.recordDelivery(id, stage, { status: 'sent', attempts: attempt, response });
+        outcome = 'sent';
+        return;
       }
+    } finally {
+      tracked.end(outcome);
     }
   };
 
@@ -459,8 +493,11 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         script: translator?.status() ?? scriptShown,
         lastError,
         queues,
+        blocked: deliveries.blocked(),
       };
     },
+
+    skip: (destination, id, output, actor) => deliveries.skip(destination, id, output, actor),
 
     sourcePort: () => (source && 'port' in source ? source.port : undefined),
 

@@ -65,6 +65,10 @@ export const errorCodes = {
   FILE_TOO_LARGE: { permanent: true, summary: 'a file source found a file larger than its maxFileSize; the file was moved to errorDir unread' },
   CHANNEL_NOT_FOUND: { permanent: true, summary: 'a channel destination names an unknown channel' },
   DESTINATION_GAVE_UP: { permanent: true, summary: 'a destination exhausted its retry attempts' },
+  DESTINATION_SERIALIZE_FAILED: { permanent: true, summary: "a destination's own work on an output failed (too deeply nested or too large to serialize, a character its protocol cannot carry): it would fail the same way on every try" },
+  DESTINATION_NOT_FOUND: { permanent: true, summary: 'the channel has no destination with that name' },
+  DELIVERY_SKIPPED: { permanent: true, summary: 'an operator skipped a delivery that was being retried (admin API); the message can be resent' },
+  DELIVERY_NOT_IN_PROGRESS: { permanent: true, summary: 'a skip named a delivery that is not being tried now (already sent or failed, not started yet, or its channel is stopped)' },
   WS_BAD_EVENT: { permanent: true, summary: 'a websocket destination output has no topic or is a malformed push envelope' },
   WS_CONNECTION_GONE: { permanent: true, summary: 'a script addressed a WebSocket connection id that is not open (ids are never reused)' },
 

@@ -1,8 +1,10 @@
 // One channel: state and actions, counters and queues (live), its script and compile errors, its last
-// error, its most recent failed messages, and its configuration as the engine normalized it.
+// error, the deliveries its destinations are retrying (with Skip), its most recent failed messages,
+// and its configuration as the engine normalized it.
 import { get, withQuery } from '../api.js';
 import { badge, fill, formatCount, h, problem, time } from '../dom.js';
 import { subscribe } from '../live.js';
+import { blockedDeliveries } from './blocked-deliveries.js';
 import { channelActions } from './channel-actions.js';
 import { COUNTERS, lastErrorText, queueList, scriptBadge, stateBadge } from './channel-parts.js';
 
@@ -101,6 +103,7 @@ export const renderChannel = (main, { param: name }) => {
   const errorsSlot = h('div');
   const configSlot = h('div');
   const stateSlot = h('span');
+  const blocked = blockedDeliveries(name, report);
   let actions;
 
   fill(
@@ -108,6 +111,7 @@ export const renderChannel = (main, { param: name }) => {
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Dashboard'), ' / ', h('span', { 'aria-current': 'page' }, name)),
     h('div', { class: 'page-head' }, h('h1', { tabindex: -1 }, `Channel ${name}`), stateSlot, actionSlot),
     flash,
+    section('Blocked deliveries', blocked.element),
     h(
       'div',
       { class: 'columns' },
@@ -129,6 +133,7 @@ export const renderChannel = (main, { param: name }) => {
     fill(stateSlot, badge(channel.state));
     fill(overviewSlot, overview(channel));
     fill(scriptSlot, scriptPanel(channel));
+    blocked.update(channel.blocked);
     if (actions) actions.update(channel);
     else {
       actions = channelActions(channel, report);

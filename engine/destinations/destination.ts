@@ -15,6 +15,11 @@ export interface Delivery {
   meta?: OutputMeta;
   controlId: string | null;
   receivedAt: number;
+  /**
+   * Aborted when an operator skips this delivery: the engine stops waiting for the attempt at
+   * once, and a destination that can also stops its work (the https destination ends its request).
+   */
+  signal?: AbortSignal;
 }
 
 export interface Destination {

@@ -2,9 +2,11 @@
 // retry, by class: 2xx is sent (unless a JSON reply says "Success": false); 408, 425, 429, 5xx,
 // connection failures and timeouts are transient and retried (Retry-After is passed on as
 // details.retryAfterMs); any other 4xx is permanent: the message goes to error with the response
-// kept, and an alert line is logged. TLS is always verified, against `ca` when one is given.
+// kept, and an alert line is logged. A request that cannot be built from the output (a header value
+// Node refuses) is permanent too: DESTINATION_SERIALIZE_FAILED. TLS is always verified, against `ca`
+// when one is given.
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { signRequest } from '../auth/hmac.ts';
@@ -14,6 +16,7 @@ import { FerryError, type ErrorCode } from '../errors.ts';
 import { MESSAGE_ID_HEADER } from '../sources/https.ts';
 import { circuitBreaker, type CircuitBreaker } from './circuit-breaker.ts';
 import type { Delivery, Destination } from './destination.ts';
+import { building } from './serialize-failure.ts';
 
 /** How much of a response is kept in the message log. */
 const KEPT_RESPONSE_CHARS = 2_000;
@@ -110,10 +113,11 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
     return url;
   };
 
-  const exchange = (url: URL, method: string, headers: Record<string, string>, body: Buffer): Promise<Response> =>
+  const exchange = (url: URL, method: string, headers: Record<string, string>, body: Buffer, signal: AbortSignal | undefined): Promise<Response> =>
     new Promise((resolve, reject) => {
       const secure = url.protocol === 'https:';
-      const request = (secure ? httpsRequest : httpRequest)(url, { method, headers, agent: secure ? httpsAgent : httpAgent });
+      // A skipped delivery's signal ends the request at once (and its socket with it).
+      const request = (secure ? httpsRequest : httpRequest)(url, { method, headers, agent: secure ? httpsAgent : httpAgent, ...(signal ? { signal } : {}) });
       let timedOut = false;
       const timer = setTimeout(() => {
         timedOut = true;
@@ -185,6 +189,26 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
     async send(delivery) {
       const url = targetOf(delivery);
       const method = delivery.meta?.method ?? 'POST';
+      // Checked here as Node checks them when the request is made (a script's header value with a
+      // character outside Latin-1, say): such a request fails the same way on every try.
+      const headers = building('the HTTP request headers', () => {
+        const all: Record<string, string> = {
+          'Content-Type': defaultContentType(delivery.content),
+          ...config.headers,
+          ...delivery.meta?.headers,
+          'Content-Length': String(delivery.content.length),
+          [MESSAGE_ID_HEADER]: deliveryMessageId(delivery),
+        };
+        if (config.token !== undefined) all['Authorization'] = `Bearer ${config.token}`;
+        if (config.hmac) {
+          Object.assign(all, signRequest({ ...config.hmac, method, path: `${url.pathname}${url.search}`, body: delivery.content }));
+        }
+        for (const [name, value] of Object.entries(all)) {
+          validateHeaderName(name);
+          validateHeaderValue(name, value);
+        }
+        return all;
+      });
       const breaker = breakerFor(url.origin);
       const verdict = breaker.check();
       if (!verdict.ok) {
@@ -192,21 +216,10 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
           details: { url: url.href, retryAfterMs: verdict.retryAfterMs },
         });
       }
-      const headers: Record<string, string> = {
-        'Content-Type': defaultContentType(delivery.content),
-        ...config.headers,
-        ...delivery.meta?.headers,
-        'Content-Length': String(delivery.content.length),
-        [MESSAGE_ID_HEADER]: deliveryMessageId(delivery),
-      };
-      if (config.token !== undefined) headers['Authorization'] = `Bearer ${config.token}`;
-      if (config.hmac) {
-        Object.assign(headers, signRequest({ ...config.hmac, method, path: `${url.pathname}${url.search}`, body: delivery.content }));
-      }
 
       let response: Response;
       try {
-        response = await exchange(url, method, headers, delivery.content);
+        response = await exchange(url, method, headers, delivery.content, delivery.signal);
       } catch (error) {
         breaker.failure();
         throw error;

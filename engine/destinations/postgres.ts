@@ -10,6 +10,8 @@
 // (shutdown, resources, serialization failure, deadlock, lock timeout). Permanent (POSTGRES_REJECTED):
 // any other error the server reports about the statement — constraint violations (23xxx), bad SQL,
 // unknown tables or columns (42xxx), bad data (22xxx) — with PostgreSQL's message and SQLSTATE kept.
+// Ferry's own work before the statement (reading the output's JSON, serializing nested values as
+// parameters) fails the same way on every try: POSTGRES_BAD_OUTPUT or DESTINATION_SERIALIZE_FAILED.
 import { DatabaseError, Pool, type PoolClient, type QueryResult } from 'pg';
 import type { Logger } from 'pino';
 import type { PostgresDestinationConfig } from '../config.ts';
@@ -18,6 +20,7 @@ import { decodeAs } from '../hl7/charset.ts';
 import type { Delivery, Destination } from './destination.ts';
 import { deliveryMessageId } from './https.ts';
 import { compileNamedSql } from './named-sql.ts';
+import { building } from './serialize-failure.ts';
 
 /** Parameters Ferry fills itself; an output key of the same name is ignored. */
 export interface FerryParameters {
@@ -188,13 +191,16 @@ export const postgresDestination = (config: PostgresDestinationConfig, deps: { l
   return {
     async send(delivery: Delivery) {
       if (closed) throw new FerryError('ENGINE_SHUTTING_DOWN', `destination ${config.name} is closed`);
-      const rows = rowsOf(decodeAs(delivery.content, delivery.charset ?? ''));
-      if (rows.length === 0) return 'nothing written: the output is an empty array';
       const id = deliveryMessageId(delivery);
-      const values = rows.map((row, index) => {
-        const where = rows.length > 1 ? `element ${index} of the output` : 'the output';
-        return parameterValues(statement.names, row, { ferry_id: id, ferry_channel: delivery.channel, ferry_row: index }, where);
+      // Everything up to the statement depends on the output alone: any failure is permanent.
+      const values = building('the statement parameters', () => {
+        const rows = rowsOf(decodeAs(delivery.content, delivery.charset ?? ''));
+        return rows.map((row, index) => {
+          const where = rows.length > 1 ? `element ${index} of the output` : 'the output';
+          return parameterValues(statement.names, row, { ferry_id: id, ferry_channel: delivery.channel, ferry_row: index }, where);
+        });
       });
+      if (values.length === 0) return 'nothing written: the output is an empty array';
       let results: QueryResult[];
       try {
         results = await execute(values);

@@ -8,9 +8,10 @@ import { createSessions, type Sessions } from '../auth/sessions.ts';
 import type { UserDirectory } from '../auth/users.ts';
 import type { ChannelControl } from '../channel-control.ts';
 import type { Channel } from '../channel.ts';
+import type { SkipOutcome } from '../delivery-tracker.ts';
 import { FerryError, isFerryError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
-import { isStatus, type Status } from '../message.ts';
+import { destinationStage, isStatus, type Status } from '../message.ts';
 import { redactSecrets } from '../redact.ts';
 import { pingRedis } from '../redis/connection.ts';
 import { sourceIntakeOptions } from '../sources/intake-options.ts';
@@ -49,6 +50,7 @@ const MAX_AUDIT_PAGE = 1000;
 /** Messages one bulk resend may name (a page of the message browser is 50). */
 const MAX_RESEND_BATCH = 500;
 const MAX_RESEND_BODY = 64 * 1024;
+const MAX_SKIP_BODY = 4 * 1024;
 
 const optionalTime = (value: unknown, name: string): number | undefined => {
   if (typeof value !== 'string' || value === '') return undefined;
@@ -172,6 +174,46 @@ export const adminApp = (deps: AdminDeps): Koa => {
       ctx.body = await channelObject(channelNamed(name));
     });
   }
+
+  /** Why a skip found nothing to skip, by how the delivery ended first. */
+  const notSkipped: Record<Exclude<SkipOutcome, 'skipped'>, string> = {
+    'not-in-progress': 'is not being tried now',
+    sent: 'was delivered before the skip took effect',
+    error: 'failed for good before the skip took effect',
+    released: 'went back to its queue: the channel is stopping',
+  };
+
+  // A delivery that is being retried holds its destination (a fifo queue waits behind it): the
+  // operator skips it, it is recorded `error` (DELIVERY_SKIPPED) and the queue goes on; audited.
+  router.post('/api/channels/:name/destinations/:destination/skip', auth.allow('operator'), async (ctx) => {
+    const name = ctx.params['name']!;
+    const channel = channelNamed(name);
+    const destination = ctx.params['destination']!;
+    if (!channel.config.destinations.some((d) => d.name === destination)) {
+      throw new FerryError('DESTINATION_NOT_FOUND', `channel ${name} has no destination named ${destination}`, { details: { status: 404 } });
+    }
+    const { id, output = 0 } = await readJsonObject(ctx, MAX_SKIP_BODY);
+    if (typeof id !== 'string' || id === '') throw badRequest('id must be the message id of the delivery to skip');
+    if (typeof output !== 'number' || !Number.isInteger(output) || output < 0) throw badRequest('output must be a whole number (0 for the first output)');
+    const stage = destinationStage(destination, output);
+    const actor = actorOf(principalOf(ctx));
+    let detail = '';
+    try {
+      const outcome = await channel.skip(destination, id, output, actor);
+      if (outcome !== 'skipped') {
+        throw new FerryError('DELIVERY_NOT_IN_PROGRESS', `the delivery of message ${id} to ${name}/${stage} ${notSkipped[outcome]}`, { details: { status: 409 } });
+      }
+      // Recorded before the skip resolved: this is the stage as the message log now holds it.
+      const record = store.get(id)?.stages.find((s) => s.stage === stage);
+      detail = `${name}/${stage} after ${record?.attempts ?? 0} attempts`;
+      ctx.body = { id, ...record };
+    } catch (error) {
+      detail = `failed: ${isFerryError(error) ? `${error.code}: ${error.message}` : String(error)}`;
+      throw error;
+    } finally {
+      adminStore.audit({ user: actor, action: 'skip', target: id, detail });
+    }
+  });
 
   router.get('/api/messages', auth.allow('viewer'), (ctx) => {
     const { channel, status, q, from, to, limit, cursor } = ctx.query;

@@ -177,9 +177,10 @@ export const createPushHub = (limits: ReplayLimits, now: () => number = Date.now
     publish(name, payload) {
       const topic = topicFor(name);
       expire(topic);
-      topic.seq++;
-      const id = `${topic.stream}-${topic.seq}`;
+      // Numbered only once serialized: an event that cannot be (nested too deeply) leaves no gap.
+      const id = `${topic.stream}-${topic.seq + 1}`;
       const frame = JSON.stringify({ type: 'event', topic: name, id, args: payload.args, kwargs: payload.kwargs });
+      topic.seq++;
       const event: Buffered = { seq: topic.seq, at: now(), frame, bytes: frame.length * 2 + EVENT_OVERHEAD_BYTES, gone: false };
       if (limits.size > 0) {
         topic.events.push(event);
@@ -201,9 +202,10 @@ export const createPushHub = (limits: ReplayLimits, now: () => number = Date.now
     sendTo(connectionId, topic, payload) {
       const connection = connections.get(connectionId);
       if (!connection) return false;
+      const id = `${connectionId}-${connection.direct + 1}`;
+      const frame = JSON.stringify({ type: 'event', topic, id, direct: true, args: payload.args, kwargs: payload.kwargs });
       connection.direct++;
-      const id = `${connectionId}-${connection.direct}`;
-      connection.subscriber.send(JSON.stringify({ type: 'event', topic, id, direct: true, args: payload.args, kwargs: payload.kwargs }));
+      connection.subscriber.send(frame);
       return true;
     },
 

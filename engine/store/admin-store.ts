@@ -10,7 +10,7 @@ import { Database, type SqliteDatabase } from './sqlite.ts';
 
 export type SavedChannelState = 'running' | 'stopped';
 
-export type AuditAction = 'start' | 'stop' | 'resend' | 'login' | 'login-failed';
+export type AuditAction = 'start' | 'stop' | 'resend' | 'skip' | 'login' | 'login-failed';
 
 export interface AuditEntry {
   at: string;

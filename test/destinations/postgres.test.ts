@@ -136,6 +136,23 @@ for (const [title, content, message] of notObjects) {
   });
 }
 
+test('a value nested too deeply to serialize as a parameter is permanent (DESTINATION_SERIALIZE_FAILED); nothing is sent', async (t) => {
+  const name = await table('mrn text, doc jsonb');
+  const { dest } = writer(t, config(`INSERT INTO ${name} (mrn, doc) VALUES (:mrn, :doc)`));
+  // JSON.parse reads 10,000 levels; JSON.stringify, turning `doc` back into a parameter, cannot.
+  const deep = `{"mrn": "MRN1", "doc": ${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+  const error = await failure(t, dest.send(delivery(deep)), 'DESTINATION_SERIALIZE_FAILED', true);
+  t.is(
+    error.message,
+    'cannot build the statement parameters from this output: a value is nested too deeply (RangeError: Maximum call stack size exceeded); it would fail the same way on every try',
+  );
+  t.true(error.cause instanceof RangeError);
+  t.deepEqual(await db.query(`SELECT * FROM ${name}`), []);
+  // The destination is not harmed: the next output goes in.
+  await dest.send(delivery('{"mrn": "MRN2", "doc": [[1]]}'));
+  t.deepEqual(await db.query(`SELECT mrn, doc FROM ${name}`), [{ mrn: 'MRN2', doc: [[1]] }]);
+});
+
 test('an array of objects runs once per element in one transaction, with ferry_row', async (t) => {
   const name = await table('ferry_id text, ferry_row int, code text, value numeric, PRIMARY KEY (ferry_id, ferry_row)');
   const { dest } = writer(t, config(`INSERT INTO ${name} (ferry_id, ferry_row, code, value) VALUES (:ferry_id, :ferry_row, :code, :value)`));

@@ -47,7 +47,7 @@ interface Project {
   stage(controlId: string): Promise<Stage | undefined>;
 }
 
-const start = async (t: ExecutionContext, dbUrl: string, sql = INSERT): Promise<Project> => {
+const start = async (t: ExecutionContext, dbUrl: string, sql = INSERT, script = SCRIPT): Promise<Project> => {
   const port = await freePort();
   const { dir, configFile } = await tempProject(
     t,
@@ -63,7 +63,7 @@ const start = async (t: ExecutionContext, dbUrl: string, sql = INSERT): Promise<
         retry: { attempts: 0, delay: 200ms, maxDelay: 1s }
 `,
     }),
-    { 'channels/adt.ts': SCRIPT },
+    { 'channels/adt.ts': script },
   );
   const engine = await startEngineProcess(t, configFile, dir);
   const client = openMllpClient(t, port);
@@ -137,6 +137,36 @@ test('MLLP in, script returns { mrn, name }, a row per message; a constraint vio
   // ferry_id is the message id the message log knows the message by.
   const { body } = await project.engine.api<{ items: Array<{ id: string; controlId: string }> }>('/api/messages?channel=adt');
   t.is(rows[0]!.ferry_id, body.items.find((m) => m.controlId === 'MSG1')!.id);
+  t.is(await project.engine.stop(), 0);
+});
+
+// A script that passes on a document it was given: here one nested 10,000 deep, which JSON.parse
+// reads but JSON.stringify (a nested value as a statement parameter) cannot write.
+const DOCUMENT_SCRIPT = `
+export default function (msg: Message) {
+  const depth = msg.get('PID-5.1') === 'DEEP' ? 10000 : 1;
+  const doc = '['.repeat(depth) + ']'.repeat(depth);
+  return \`{"mrn": \${JSON.stringify(msg.get('PID-3.1'))}, "name": \${JSON.stringify(msg.get('PID-5.1'))}, "doc": \${doc}}\`;
+}
+`;
+
+test('a value nested 10,000 deep errors its message at once (DESTINATION_SERIALIZE_FAILED), and the fifo queue goes on', async (t) => {
+  const db = await database(t);
+  await db.query('ALTER TABLE patients ADD COLUMN doc jsonb');
+  const project = await start(t, db.url, 'INSERT INTO patients (ferry_id, mrn, name, doc) VALUES (:ferry_id, :mrn, :name, :doc)', DOCUMENT_SCRIPT);
+
+  await project.send('MSG1', 'MRN1', 'DEEP', 'JOHN');
+  await project.send('MSG2', 'MRN2', 'ROE', 'ANN');
+
+  // Permanent (retry.attempts is 0 here, "until delivered"): tried once, never again.
+  const refused = await finished(project, 'MSG1');
+  t.like(refused, { status: 'error', attempts: 1 });
+  t.is(
+    refused.error,
+    'DESTINATION_SERIALIZE_FAILED: cannot build the statement parameters from this output: a value is nested too deeply (RangeError: Maximum call stack size exceeded); it would fail the same way on every try',
+  );
+  t.like(await finished(project, 'MSG2'), { status: 'sent', attempts: 1 });
+  t.deepEqual(await db.query('SELECT mrn, name, doc FROM patients ORDER BY seq'), [{ mrn: 'MRN2', name: 'ROE', doc: [] }]);
   t.is(await project.engine.stop(), 0);
 });
 

@@ -66,6 +66,8 @@ export const fakeChannel = (info: ChannelInfo, config: Partial<ChannelConfig> = 
     },
     resync: unused,
     close: unused,
+    // Nothing is ever delivered by a fake, so nothing is in progress to skip.
+    skip: async () => 'not-in-progress',
     info: async () => ({ ...info, state }),
     sourcePort: () => undefined,
   };

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { createSessions } from '../../engine/auth/sessions.ts';
 import type { ChannelInfo } from '../../engine/channel.ts';
+import type { DestinationConfig } from '../../engine/config.ts';
 import { newMessageId } from '../../engine/ids.ts';
 import { createIntake } from '../../engine/intake.ts';
 import { createQueue, inboundQueueName, type InboundJob } from '../../engine/queues.ts';
@@ -15,7 +16,7 @@ import { eventually } from '../helpers/temp.ts';
 // Who may call what: sessions with CSRF tokens, API tokens, roles, the failed-login throttle, the
 // audit log, and the open mode used while no user is configured.
 
-const adtInfo: ChannelInfo = { name: 'adt', state: 'running', source: 'mllp 127.0.0.1:2575', script: null, lastError: null, queues: { inbound: 0 } };
+const adtInfo: ChannelInfo = { name: 'adt', state: 'running', source: 'mllp 127.0.0.1:2575', script: null, lastError: null, queues: { inbound: 0 }, blocked: [] };
 
 const USERS: TestUser[] = [
   { name: 'vera', role: 'viewer', password: 'vera-pass', token: 'ferry_viewer-token' },
@@ -27,7 +28,10 @@ const HL7 = 'MSH|^~\\&|REG|HOSP|FERRY|LAB|20260101120000||ADT^A01^ADT_A01|C1|P|2
 
 /** The admin app with the three users, one channel with a real intake, and one logged message. */
 const withUsers = async (t: ExecutionContext, extra: Parameters<typeof startAdmin>[1] = {}): Promise<AdminHarness & { messageId: string }> => {
-  const channel = fakeChannel(adtInfo, { source: { type: 'mllp', host: '127.0.0.1', port: 2575, maxFrameBytes: 1 << 20, idleTimeoutMs: 60_000, maxConnections: 10, maxConnectionsPerAddress: 10 } });
+  const channel = fakeChannel(adtInfo, {
+    source: { type: 'mllp', host: '127.0.0.1', port: 2575, maxFrameBytes: 1 << 20, idleTimeoutMs: 60_000, maxConnections: 10, maxConnectionsPerAddress: 10 },
+    destinations: [{ name: 'archive' } as DestinationConfig],
+  });
   const admin = await startAdmin(t, { users: USERS, channels: [channel], ...extra });
   const queue = createQueue<InboundJob>(inboundQueueName('adt'), { path: admin.redis.path });
   t.teardown(() => queue.close());
@@ -67,6 +71,8 @@ const endpoints: Array<{ method: string; path: (id: string) => string; body?: (i
   { method: 'POST', path: () => '/api/channels/adt/start', needs: 'operator', ok: 200 },
   { method: 'POST', path: (id) => `/api/messages/${id}/resend`, needs: 'operator', ok: 201 },
   { method: 'POST', path: () => '/api/messages/resend', body: (id) => ({ ids: [id] }), needs: 'operator', ok: 200 },
+  // Allowed, audited, and refused by the channel: nothing is being delivered to skip.
+  { method: 'POST', path: () => '/api/channels/adt/destinations/archive/skip', body: (id) => ({ id }), needs: 'operator', ok: 409 },
   { method: 'GET', path: () => '/api/audit', needs: 'admin', ok: 200 },
 ];
 const rank = { viewer: 0, operator: 1, admin: 2 };
@@ -105,11 +111,13 @@ for (const via of ['session', 'token'] as const) {
       'otto start adt',
       `otto resend ${admin.messageId}`,
       `otto resend ${admin.messageId}`,
+      `otto skip ${admin.messageId}`,
       ...(via === 'session' ? ['ada login null'] : []),
       'ada stop adt',
       'ada start adt',
       `ada resend ${admin.messageId}`,
       `ada resend ${admin.messageId}`,
+      `ada skip ${admin.messageId}`,
     ];
     t.deepEqual(actions, expected);
   });

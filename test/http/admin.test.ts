@@ -14,8 +14,9 @@ const adtInfo: ChannelInfo = {
   script: null,
   lastError: null,
   queues: { inbound: 2, archive: 1 },
+  blocked: [],
 };
-const labInfo: ChannelInfo = { name: 'lab', state: 'stopped', source: 'channel', script: null, lastError: '2026-01-01T00:00:00.000Z boom', queues: { inbound: 0 } };
+const labInfo: ChannelInfo = { name: 'lab', state: 'stopped', source: 'channel', script: null, lastError: '2026-01-01T00:00:00.000Z boom', queues: { inbound: 0 }, blocked: [] };
 
 interface Api {
   store: MessageStore;

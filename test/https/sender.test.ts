@@ -243,6 +243,21 @@ test('dynamic URL: meta.url, method and headers are used under allowDynamicUrl; 
   t.is(far.received.length, 1);
 });
 
+test('a header value Node refuses (a character outside Latin-1) is permanent; nothing is sent and the breaker is untouched', async (t) => {
+  const far = await farEnd(t, [reply(200)]);
+  const { dest } = sender(t, destination(`${far.url}/in`, { allowDynamicUrl: [`${far.url}/`], circuitBreaker: { failures: 1, cooldownMs: 60_000 } }));
+  // ctx.deliver lets this through (no line break); Node's http refuses it each time the request is made.
+  const error = await t.throwsAsync<FerryError>(dest.send(delivery({ meta: { headers: { 'X-Ward': 'Süd €' } } })));
+  t.is(error!.code, 'DESTINATION_SERIALIZE_FAILED');
+  t.true(error!.permanent);
+  t.is(
+    error!.message,
+    'cannot build the HTTP request headers from this output: TypeError: Invalid character in header content ["X-Ward"]; it would fail the same way on every try',
+  );
+  t.is(far.received.length, 0);
+  t.regex(await dest.send(delivery()), /^HTTP 200/, 'one failure did not open a breaker set to open after one');
+});
+
 test('a missing CA file is a config error at creation', (t) => {
   const error = t.throws<FerryError>(() => httpsDestination(destination('https://127.0.0.1:1/in', { ca: '/nonexistent/ca.crt' }), { logger: captureLogger().logger }));
   t.is(error!.code, 'CONFIG_INVALID');
