@@ -645,7 +645,7 @@ const fileDestinationSchema = Type.Object(
       StringEnum(['suffix', 'error', 'overwrite'], {
         title: 'If the name exists',
         description:
-          'When the name is taken by a file with other content (two messages with the same MSH-10, say): suffix writes the new file as name-1, name-2, … before the extension (nothing lost, the queue never stops); error puts the message in error with FILE_EXISTS; overwrite replaces the file. A file with the very same content counts as already written (a replay after a crash).',
+          'When the name is taken by a file with other content (two messages with the same MSH-10, say): suffix writes the new file as name-<message id> before the extension (nothing lost, the queue never stops); error puts the message in error with FILE_EXISTS; overwrite replaces the file. A file with the very same content counts as already written (a replay after a crash).',
         default: configDefaults.file.onExists,
       }),
     ),

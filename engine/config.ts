@@ -106,7 +106,7 @@ export interface FileDestinationConfig extends DestinationCommon {
   dir: string;
   /** Tokens: {id} {channel} {destination} {index} {controlId} {date} {time}; default "{id}". */
   filename: string;
-  /** A name taken by a file with other content: write name-1, name-2, … (default), fail, or replace it. */
+  /** A name taken by a file with other content: write name-<message id> (default), fail, or replace it. */
   onExists: 'suffix' | 'error' | 'overwrite';
 }
 

@@ -11,19 +11,17 @@ import type { Delivery, Destination } from './destination.ts';
 // file, and a file that exists survives power loss.
 //
 // No file is replaced unless `onExists: overwrite` asks for it. rename(2) would replace silently, so
-// the temp file is hard-linked under the name instead (link(2) fails with EEXIST, even against a
-// writer in another process), or under name-1, name-2, … while those are taken. A taken name that
-// holds the very same bytes is this output's own file: a replay after a crash between the write and
-// the message log's "sent" finds it and writes nothing again. (So does a sender's retransmission of
-// one HL7 message, byte for byte, under a name without {id}: it is written once.)
+// the temp file is hard-linked under the name instead: link(2) fails with EEXIST, even against a
+// writer in another process. A taken name that holds the very same bytes is this output's own file:
+// a replay after a crash between the write and the message log's "sent" finds it and writes nothing
+// again. (So is a sender's retransmission of one HL7 message, byte for byte, under a name without
+// {id}: it is written once.) A name taken by another file makes the output go under the name plus its
+// message id instead (onExists: suffix), which no other message's file can have.
 
 const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
 
 /** The longest file name (one path component) that ext4, XFS, NTFS and SMB shares all take, in UTF-8 bytes. */
 const MAX_NAME_BYTES = 255;
-
-/** onExists: suffix tries name, name-1 … name-999; more files of one name means the pattern needs {id}. */
-const MAX_SUFFIX = 999;
 
 /** errno codes of link(2) on file systems without hard links (FAT, some SMB and FUSE mounts). */
 const noHardLinks = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
@@ -102,35 +100,51 @@ const holds = async (file: string, content: Buffer): Promise<boolean | undefined
 };
 
 export const fileDestination = (config: FileDestinationConfig): Destination => {
-  /** Puts the complete temp file in place as `name` (or name-n); says what it did, for the message log. */
-  const place = async (temp: string, name: string, content: Buffer): Promise<string> => {
-    if (config.onExists === 'overwrite') {
-      const target = join(config.dir, name);
-      await rename(temp, target).catch((cause: unknown) => {
-        throw placeError(cause, target, config.onExists);
-      });
-      return `wrote ${target}`;
-    }
-    for (let n = 0; n <= MAX_SUFFIX; ) {
-      const candidate = n === 0 ? name : withSuffix(name, n);
-      checkName(config.dir, candidate);
-      const target = join(config.dir, candidate);
+  /** Renames the temp file over `target`, replacing what is there. */
+  const replace = (temp: string, target: string): Promise<void> =>
+    rename(temp, target).catch((cause: unknown) => {
+      throw placeError(cause, target, config.onExists);
+    });
+
+  /** Links the temp file as `target` unless that name exists: placed, or what the name holds. */
+  const claim = async (temp: string, target: string, content: Buffer): Promise<'placed' | 'same' | 'other'> => {
+    for (;;) {
       try {
         await link(temp, target);
-        return n === 0 ? `wrote ${target}` : `wrote ${target} (${name} holds another file)`;
+        return 'placed';
       } catch (cause) {
         if (errnoOf(cause) !== 'EEXIST') throw placeError(cause, target, config.onExists);
       }
       const same = await holds(target, content);
-      if (same === undefined) continue; // removed meanwhile: try that name again
-      if (same) return `${target} already holds this output (written before a restart or retry); not written again`;
-      if (config.onExists === 'error') throw new FerryError('FILE_EXISTS', `cannot write ${target}: another file or a folder has this name (onExists: error)`);
-      n++;
+      if (same !== undefined) return same ? 'same' : 'other';
+      // Removed between the link and the look: try the name again.
     }
-    throw new FerryError(
-      'FILE_EXISTS',
-      `cannot write ${join(config.dir, name)}: it and ${withSuffix(name, 1)} … ${withSuffix(name, MAX_SUFFIX)} all hold other files; add {id} to filename`,
-    );
+  };
+
+  const already = (target: string): string => `${target} already holds this output (written before a restart or retry); not written again`;
+
+  /** Puts the complete temp file in place; says which name it wrote, for the message log. */
+  const place = async (temp: string, name: string, delivery: Delivery): Promise<string> => {
+    const target = join(config.dir, name);
+    if (config.onExists === 'overwrite') {
+      await replace(temp, target);
+      return `wrote ${target}`;
+    }
+    const first = await claim(temp, target, delivery.content);
+    if (first === 'placed') return `wrote ${target}`;
+    if (first === 'same') return already(target);
+    if (config.onExists === 'error') throw new FerryError('FILE_EXISTS', `cannot write ${target}: another file or a folder has this name (onExists: error)`);
+    // Taken by another file: this output goes under the name plus its message id, a name no other
+    // message's file has — one more try, never a search through name-1, name-2, ….
+    const own = withSuffix(name, delivery.id);
+    checkName(config.dir, own);
+    const ownTarget = join(config.dir, own);
+    const second = await claim(temp, ownTarget, delivery.content);
+    if (second === 'same') return already(ownTarget);
+    // Other bytes under this message's own name: its earlier output, from before a replay that ran
+    // a script whose output changed (a timestamp, say). The current output replaces it.
+    if (second === 'other') await replace(temp, ownTarget);
+    return `wrote ${ownTarget} (${name} holds another file)`;
   };
 
   // The folder is created once, not per file; a failed write forgets that, so a folder deleted
@@ -152,7 +166,7 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
         } finally {
           await file.close();
         }
-        outcome = await place(temp, name, delivery.content);
+        outcome = await place(temp, name, delivery);
         // After a link the temp name is a second name of the delivered file: drop it at once.
         await rm(temp, { force: true });
         const dir = await open(config.dir, 'r');

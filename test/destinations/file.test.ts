@@ -102,12 +102,12 @@ test('two messages with the same MSH-10: both files are written, each response n
   const first = await destination.send(delivery({ content: Buffer.from('first message') }));
   const second = await destination.send(delivery({ id: OTHER, content: Buffer.from('second message') }));
   t.is(first, `wrote ${join(dir, 'MSG00001.hl7')}`);
-  t.is(second, `wrote ${join(dir, 'MSG00001-1.hl7')} (MSG00001.hl7 holds another file)`);
+  t.is(second, `wrote ${join(dir, `MSG00001-${OTHER}.hl7`)} (MSG00001.hl7 holds another file)`);
   t.is(await readFile(join(dir, 'MSG00001.hl7'), 'latin1'), 'first message');
-  t.is(await readFile(join(dir, 'MSG00001-1.hl7'), 'latin1'), 'second message');
-  // A replay of the second finds its own file under the suffixed name.
-  t.is(await destination.send(delivery({ id: OTHER, content: Buffer.from('second message') })), `${join(dir, 'MSG00001-1.hl7')} already holds this output (written before a restart or retry); not written again`);
-  t.deepEqual((await readdir(dir)).sort(), ['MSG00001-1.hl7', 'MSG00001.hl7']);
+  t.is(await readFile(join(dir, `MSG00001-${OTHER}.hl7`), 'latin1'), 'second message');
+  // A replay of the second finds its own file under the name with its id.
+  t.is(await destination.send(delivery({ id: OTHER, content: Buffer.from('second message') })), `${join(dir, `MSG00001-${OTHER}.hl7`)} already holds this output (written before a restart or retry); not written again`);
+  t.deepEqual((await readdir(dir)).sort(), [`MSG00001-${OTHER}.hl7`, 'MSG00001.hl7']);
 });
 
 test('"../X" and ".._X": distinct ids that clean to one name both land, in names the file source reads', async (t) => {
@@ -116,10 +116,10 @@ test('"../X" and ".._X": distinct ids that clean to one name both land, in names
   await destination.send(delivery({ controlId: '../X', content: Buffer.from('slash') }));
   await destination.send(delivery({ id: OTHER, controlId: '.._X', content: Buffer.from('underscore') }));
   const names = (await readdir(dir)).sort();
-  t.deepEqual(names, ['___X-1.hl7', '___X.hl7']);
+  t.deepEqual(names, [`___X-${OTHER}.hl7`, '___X.hl7']);
   t.false(names.some(inProgressName));
   t.is(await readFile(join(dir, '___X.hl7'), 'latin1'), 'slash');
-  t.is(await readFile(join(dir, '___X-1.hl7'), 'latin1'), 'underscore');
+  t.is(await readFile(join(dir, `___X-${OTHER}.hl7`), 'latin1'), 'underscore');
 });
 
 test('messages racing for one name each get their own file', async (t) => {
@@ -127,10 +127,13 @@ test('messages racing for one name each get their own file', async (t) => {
   const destination = fileDestination(config(dir, 'same.hl7'));
   const ids = Array.from({ length: 12 }, (_, i) => `01HZX5J3Q8M4T2V7N6B9C0D1${String(i).padStart(2, '0')}`);
   const outcomes = await Promise.all(ids.map((id) => destination.send(delivery({ id, content: Buffer.from(`content of ${id}`) }))));
-  const names = (await readdir(dir)).sort();
-  t.deepEqual(names, ['same.hl7', ...Array.from({ length: 11 }, (_, i) => `same-${i + 1}.hl7`)].sort());
-  const contents = await Promise.all(names.map((name) => readFile(join(dir, name), 'latin1')));
-  t.deepEqual(contents.sort(), ids.map((id) => `content of ${id}`).sort());
+  const names = await readdir(dir);
+  t.is(names.length, ids.length);
+  // One message won same.hl7; each other one is under same-<its id>.hl7, holding its own content.
+  const winner = ids.find((id) => !names.includes(`same-${id}.hl7`))!;
+  t.deepEqual(names.sort(), ['same.hl7', ...ids.filter((id) => id !== winner).map((id) => `same-${id}.hl7`)].sort());
+  t.is(await readFile(join(dir, 'same.hl7'), 'latin1'), `content of ${winner}`);
+  for (const id of ids.filter((id) => id !== winner)) t.is(await readFile(join(dir, `same-${id}.hl7`), 'latin1'), `content of ${id}`);
   t.deepEqual(new Set(outcomes).size, ids.length, 'each response names its own file');
 });
 
@@ -169,16 +172,32 @@ test('a 300-character MSH-10 → FILE_NAME_TOO_LONG, permanent, before the disk 
   await t.throwsAsync(readdir(dir), { code: 'ENOENT' }, 'not even the folder was made');
 });
 
-test('a suffix that makes the name too long → FILE_NAME_TOO_LONG; bytes are counted, not characters', async (t) => {
+test('name length is counted in UTF-8 bytes, the suffixed name too', async (t) => {
   const dir = await tempDir(t);
-  // 126 two-byte characters and ".x": 254 bytes, 128 characters; with "-1" it is 256 bytes.
+  // 128 characters, 258 bytes: too long although it has fewer than 255 characters.
+  const tooLong = await t.throwsAsync(fileDestination(config(dir, `${'é'.repeat(128)}.x`)).send(delivery()), { instanceOf: FerryError });
+  t.is(tooLong.code, 'FILE_NAME_TOO_LONG');
+  t.regex(tooLong.message, /the file name is 258 bytes/);
+  // 254 bytes fit; the same name plus "-<id>" for a second message does not.
   const pattern = `${'é'.repeat(126)}.x`;
   const destination = fileDestination(config(dir, pattern));
   await destination.send(delivery());
   const error = await t.throwsAsync(destination.send(delivery({ id: OTHER, content: Buffer.from('other') })), { instanceOf: FerryError });
   t.is(error.code, 'FILE_NAME_TOO_LONG');
-  t.regex(error.message, /the file name is 256 bytes/);
-  t.deepEqual(await readdir(dir), [pattern]);
+  t.true(error.permanent);
+  t.regex(error.message, /the file name is 281 bytes/);
+  t.deepEqual(await readdir(dir), [pattern], 'no temp file left');
+});
+
+test("a replay whose output changed (a script's timestamp) replaces its own earlier file, never another message's", async (t) => {
+  const dir = await tempDir(t);
+  const destination = fileDestination(config(dir, '{controlId}.hl7'));
+  await destination.send(delivery({ content: Buffer.from('first message') }));
+  await destination.send(delivery({ id: OTHER, content: Buffer.from('second message, first run') }));
+  t.is(await destination.send(delivery({ id: OTHER, content: Buffer.from('second message, replayed') })), `wrote ${join(dir, `MSG00001-${OTHER}.hl7`)} (MSG00001.hl7 holds another file)`);
+  t.is(await readFile(join(dir, 'MSG00001.hl7'), 'latin1'), 'first message');
+  t.is(await readFile(join(dir, `MSG00001-${OTHER}.hl7`), 'latin1'), 'second message, replayed');
+  t.deepEqual((await readdir(dir)).sort(), [`MSG00001-${OTHER}.hl7`, 'MSG00001.hl7']);
 });
 
 test('a NUL in the name → FILE_NAME_INVALID, permanent, before the disk is touched', async (t) => {
@@ -194,13 +213,13 @@ test('a NUL in the name → FILE_NAME_INVALID, permanent, before the disk is tou
 test('a folder with the name: skipped with onExists: suffix; FILE_EXISTS otherwise, temp file removed', async (t) => {
   const dir = await tempDir(t);
   await mkdir(join(dir, `${ID}.hl7`, 'inside'), { recursive: true });
-  t.is(await fileDestination(config(dir)).send(delivery()), `wrote ${join(dir, `${ID}-1.hl7`)} (${ID}.hl7 holds another file)`);
+  t.is(await fileDestination(config(dir)).send(delivery()), `wrote ${join(dir, `${ID}-${ID}.hl7`)} (${ID}.hl7 holds another file)`);
   for (const onExists of ['overwrite', 'error'] as const) {
     const error = await t.throwsAsync(fileDestination(config(dir, '{id}.hl7', onExists)).send(delivery()), { instanceOf: FerryError });
     t.is(error.code, 'FILE_EXISTS', onExists);
     t.true(error.permanent);
   }
-  t.deepEqual((await readdir(dir)).sort(), [`${ID}-1.hl7`, `${ID}.hl7`]);
+  t.deepEqual((await readdir(dir)).sort(), [`${ID}-${ID}.hl7`, `${ID}.hl7`]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -250,9 +269,9 @@ test('channel: two messages with one MSH-10 are both sent, to two files the mess
   t.is(a.status, 'sent');
   t.is(b.status, 'sent');
   t.is(a.content, `wrote ${join(out, 'DUP1.hl7')}`);
-  t.is(b.content, `wrote ${join(out, 'DUP1-1.hl7')} (DUP1.hl7 holds another file)`);
+  t.is(b.content, `wrote ${join(out, `DUP1-${second}.hl7`)} (DUP1.hl7 holds another file)`);
   t.is(await readFile(join(out, 'DUP1.hl7'), 'latin1'), msg('DUP1', 'MRN1'));
-  t.is(await readFile(join(out, 'DUP1-1.hl7'), 'latin1'), msg('DUP1', 'MRN2'));
+  t.is(await readFile(join(out, `DUP1-${second}.hl7`), 'latin1'), msg('DUP1', 'MRN2'));
 });
 
 test('channel: a 300-character MSH-10 goes to error once, FILE_NAME_TOO_LONG, not retried (attempts: 0); the next message is delivered', async (t) => {
