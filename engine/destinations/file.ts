@@ -14,9 +14,9 @@ import type { Delivery, Destination } from './destination.ts';
 // the temp file is hard-linked under the name instead: link(2) fails with EEXIST, even against a
 // writer in another process. A taken name that holds the very same bytes is this output's own file:
 // a replay after a crash between the write and the message log's "sent" finds it and writes nothing
-// again. (So is a sender's retransmission of one HL7 message, byte for byte, under a name without
-// {id}: it is written once.) A name taken by another file makes the output go under the name plus its
-// message id instead (onExists: suffix), which no other message's file can have.
+// again. (A sender's byte-for-byte retransmission of one HL7 message is therefore also written once
+// when the name has no {id}.) A name taken by another file makes the output go under the name plus
+// its message id instead (onExists: suffix), a name no other message's file can have.
 
 const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
 
