@@ -25,7 +25,7 @@ export const configDefaults = {
     order: 'fifo',
     retry: { attempts: 5, backoff: 'exponential', delay: '1s', maxDelay: '5m' },
   },
-  file: { filename: '{id}' },
+  file: { filename: '{id}', onExists: 'suffix' },
   fileSource: { pattern: '*.hl7', pollInterval: '1s', after: 'move', encoding: 'auto', maxFileSize: '64MB' },
   mllpDestination: { ackTimeout: '30s' },
   https: { host: '127.0.0.1', clientCert: 'none', plain: false },
@@ -648,6 +648,14 @@ const fileDestinationSchema = Type.Object(
         description: `File name per message. Tokens: ${filenameTokens.map((t) => `{${t}}`).join(' ')}. The message id keeps names unique and lets receivers drop duplicates.`,
         default: configDefaults.file.filename,
         examples: ['{id}.hl7', '{channel}-{date}-{time}-{controlId}.hl7'],
+      }),
+    ),
+    onExists: Type.Optional(
+      StringEnum(['suffix', 'error', 'overwrite'], {
+        title: 'If the name exists',
+        description:
+          'When the name is taken by a file with other content (two messages with the same MSH-10, say): suffix writes the new file as name-<message id> before the extension (nothing lost, the queue never stops); error puts the message in error with FILE_EXISTS; overwrite replaces the file. A file with the very same content counts as already written (a replay after a crash).',
+        default: configDefaults.file.onExists,
       }),
     ),
   },

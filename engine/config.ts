@@ -107,6 +107,8 @@ export interface FileDestinationConfig extends DestinationCommon {
   dir: string;
   /** Tokens: {id} {channel} {destination} {index} {controlId} {date} {time}; default "{id}". */
   filename: string;
+  /** A name taken by a file with other content: write name-<message id> (default), fail, or replace it. */
+  onExists: 'suffix' | 'error' | 'overwrite';
 }
 
 export interface ChannelDestinationConfig extends DestinationCommon {
@@ -1066,5 +1068,6 @@ function normalizeDestination(destination: RawConfig['channels'][number]['destin
     type: 'file',
     dir: path.resolve(dir, destination.dir),
     filename: destination.filename ?? defaults.file.filename,
+    onExists: destination.onExists ?? defaults.file.onExists,
   };
 }

@@ -61,6 +61,9 @@ export const errorCodes = {
 
   // destinations
   FILE_WRITE_FAILED: { permanent: false, summary: 'a file destination could not write its file' },
+  FILE_NAME_TOO_LONG: { permanent: true, summary: 'a file destination file name is longer than a file system allows (255 bytes), or its path longer than the system allows' },
+  FILE_NAME_INVALID: { permanent: true, summary: 'the file system refused a file destination file name as invalid (characters it cannot store)' },
+  FILE_EXISTS: { permanent: true, summary: 'a file destination file name is taken: by another file (with onExists: error) or by a folder' },
   FILE_READ_FAILED: { permanent: true, summary: 'a file source could not read a file, or found no HL7 message in it; the file was moved to errorDir' },
   FILE_TOO_LARGE: { permanent: true, summary: 'a file source found a file larger than its maxFileSize; the file was moved to errorDir unread' },
   CHANNEL_NOT_FOUND: { permanent: true, summary: 'a channel destination names an unknown channel' },

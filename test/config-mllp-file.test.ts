@@ -114,6 +114,7 @@ const mistakes: Array<[string, string, RegExp]> = [
   ['file: a path as pattern', reading('{ type: file, dir: in, pattern: "sub/*.hl7" }'), /source\.pattern: must be a file-name glob such as \*\.hl7/],
   ['file: a glob that does not compile', reading('{ type: file, dir: in, pattern: "lab[z-a].hl7" }'), /source\.pattern: is not a valid glob: /],
   ['file: after', reading('{ type: file, dir: in, after: archive }'), /source\.after: must be one of move, delete \(got "archive"\)/],
+  ['file destination: onExists', sending('{ name: out, type: file, dir: out, onExists: append }'), /destinations\[0\]\.onExists: must be one of suffix, error, overwrite \(got "append"\)/],
   ['file: processedDir with delete', reading('{ type: file, dir: in, after: delete, processedDir: done }'), /source\.processedDir: is only used with after: move/],
   ['file: processedDir is the folder', reading('{ type: file, dir: in, processedDir: ./in/ }'), /source\.processedDir: must not be the watched folder itself/],
   ['file: errorDir is the folder', reading('{ type: file, dir: in, errorDir: in }'), /source\.errorDir: must not be the watched folder itself/],

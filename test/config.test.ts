@@ -86,7 +86,7 @@ test('the documented example parses to the exact normalized config', async (t) =
         maxQueued: 100_000,
         dedupe: undefined,
         destinations: [
-          { name: 'archive', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out/adt-archive'), filename: '{id}' },
+          { name: 'archive', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out/adt-archive'), filename: '{id}', onExists: 'suffix' },
           { name: 'to-lab', order: 'fifo', retry: defaultRetry, type: 'channel', channel: 'lab-feed' },
         ],
       },
@@ -99,7 +99,7 @@ test('the documented example parses to the exact normalized config', async (t) =
         maxQueued: 100_000,
         dedupe: undefined,
         destinations: [
-          { name: 'lab-files', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out/lab'), filename: '{id}' },
+          { name: 'lab-files', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out/lab'), filename: '{id}', onExists: 'suffix' },
         ],
       },
     ],
@@ -131,7 +131,7 @@ test('every optional key takes its default', async (t) => {
       concurrency: 1,
       maxQueued: 100_000,
       dedupe: undefined,
-      destinations: [{ name: 'd', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out'), filename: '{id}' }],
+      destinations: [{ name: 'd', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out'), filename: '{id}', onExists: 'suffix' }],
     },
   ]);
 });
@@ -155,6 +155,7 @@ channels:
         type: file
         dir: out
         filename: "{channel}-{date}-{time}-{controlId}-{index}.hl7"
+        onExists: overwrite
         order: parallel
         retry: { attempts: 0, backoff: fixed, delay: 10s, maxDelay: 1h }
 `;
@@ -186,6 +187,7 @@ channels:
         type: 'file',
         dir: join(dir, 'out'),
         filename: '{channel}-{date}-{time}-{controlId}-{index}.hl7',
+        onExists: 'overwrite',
       },
     ],
   });

@@ -27,6 +27,7 @@ import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
 import { sourceIntakeOptions } from './intake-options.ts';
 import { fileMessageId } from '../ids.ts';
 import type { Intake } from '../intake.ts';
+import { inProgressName, withSuffix } from '../file-names.ts';
 import { fileNamePattern } from './file-pattern.ts';
 
 export interface FileSourceDeps {
@@ -61,21 +62,12 @@ const factsOf = (stats: BigIntStats): Facts => ({
 const sameFacts = (a: Facts, b: Facts): boolean =>
   a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev;
 
-/** Names a writer uses while a file is incomplete. */
-const inProgressName = (name: string): boolean => name.startsWith('.') || /\.(?:tmp|part)$/i.test(name);
-
 /** Read errors that may pass by themselves: the file stays and is tried on the next poll. */
 const transientReadErrors = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ENOMEM', 'ETIMEDOUT', 'ESTALE']);
 
 const errnoOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
 
 const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
-
-/** "a.hl7" → "a-1.hl7"; "a" → "a-1". */
-const withSuffix = (name: string, n: number): string => {
-  const ext = path.extname(name);
-  return `${name.slice(0, name.length - ext.length)}-${n}${ext}`;
-};
 
 /** A name in `dir` not taken yet (nor its companion files, e.g. ".error.txt"): `name`, then name-1, name-2, … */
 const freeTarget = async (dir: string, name: string, companions: string[] = []): Promise<string> => {

@@ -1,11 +1,17 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createChannel } from '../../engine/channel.ts';
 import type { FileDestinationConfig } from '../../engine/config.ts';
 import type { Delivery } from '../../engine/destinations/destination.ts';
 import { fileDestination, fileNameFor } from '../../engine/destinations/file.ts';
 import { FerryError } from '../../engine/errors.ts';
-import { tempDir } from '../helpers/temp.ts';
+import { inProgressName } from '../../engine/file-names.ts';
+import { redisConnectionOptions } from '../../engine/redis/connection.ts';
+import { openMessageStore } from '../../engine/store/message-store.ts';
+import { captureLogger } from '../helpers/logger.ts';
+import { startTestRedis } from '../helpers/redis.ts';
+import { eventually, tempDir } from '../helpers/temp.ts';
 
 const ID = '01HZX5J3Q8M4T2V7N6B9C0D1EF';
 
@@ -20,14 +26,18 @@ const delivery = (overrides: Partial<Delivery> = {}): Delivery => ({
   ...overrides,
 });
 
-const config = (dir: string, filename = '{id}.hl7'): FileDestinationConfig => ({
+const config = (dir: string, filename = '{id}.hl7', onExists: FileDestinationConfig['onExists'] = 'suffix'): FileDestinationConfig => ({
   name: 'archive',
   type: 'file',
   order: 'fifo',
   retry: { attempts: 3, backoff: 'exponential', delayMs: 10, maxDelayMs: 100 },
   dir,
   filename,
+  onExists,
 });
+
+/** Another message (its own id and content) with the same MSH-10. */
+const OTHER = '01HZX5J3Q8M4T2V7N6B9C0D1EG';
 
 const names: Array<[string, string, Partial<Delivery>, string]> = [
   ['{id}', '{id}', {}, ID],
@@ -46,6 +56,17 @@ const names: Array<[string, string, Partial<Delivery>, string]> = [
   ['output 1 with a leading-dot name: suffix at the end', '.{controlId}', { output: 1 }, '.MSG00001-1'],
   ['{index} in the pattern: no extra suffix', '{controlId}_{index}.hl7', { output: 3 }, 'MSG00001_3.hl7'],
   ['output 0 never gets a suffix', '{controlId}.hl7', { output: 0 }, 'MSG00001.hl7'],
+  // Names Ferry's own file source would skip as unfinished are never made from MSH-10.
+  ['controlId: a leading dot becomes _', '{controlId}.hl7', { controlId: '.hidden' }, '_hidden.hl7'],
+  ['controlId: "../X" loses its dots and its slash', '{controlId}.hl7', { controlId: '../X' }, '___X.hl7'],
+  ['controlId: ".._X" cleans to the same name as "../X"', '{controlId}.hl7', { controlId: '.._X' }, '___X.hl7'],
+  ['controlId: dots inside are kept', '{controlId}.hl7', { controlId: 'a..b' }, 'a..b.hl7'],
+  ['controlId: a final .tmp becomes _tmp', '{controlId}', { controlId: 'x.tmp' }, 'x_tmp'],
+  ['controlId: a final .PART becomes _PART', '{controlId}', { controlId: 'x.PART' }, 'x_PART'],
+  ['controlId: .tmp then a suffix', '{controlId}', { controlId: 'x.tmp', output: 1 }, 'x-1_tmp'],
+  ['controlId: .tmp inside the name is kept', '{controlId}.hl7', { controlId: 'x.tmp' }, 'x.tmp.hl7'],
+  ['a pattern that asks for a hidden name keeps it', '.{controlId}.hl7', { controlId: '.x' }, '..x.hl7'],
+  ['a pattern that asks for .tmp keeps it', '{controlId}.tmp', {}, 'MSG00001.tmp'],
 ];
 
 for (const [title, pattern, overrides, expected] of names) {
@@ -66,40 +87,208 @@ test('send writes the exact bytes under the final name and leaves no temp file',
   await destination.close();
 });
 
-test('a replay overwrites the same file', async (t) => {
+test('a replay of the same output writes no second file and says so', async (t) => {
   const dir = await tempDir(t);
-  const destination = fileDestination(config(dir));
+  const destination = fileDestination(config(dir, '{controlId}.hl7'));
+  t.is(await destination.send(delivery()), `wrote ${join(dir, 'MSG00001.hl7')}`);
+  // The engine died after the write, before the message log said "sent": the same delivery again.
+  t.is(await destination.send(delivery()), `${join(dir, 'MSG00001.hl7')} already holds this output (written before a restart or retry); not written again`);
+  t.deepEqual(await readdir(dir), ['MSG00001.hl7']);
+});
+
+test('two messages with the same MSH-10: both files are written, each response names its file', async (t) => {
+  const dir = await tempDir(t);
+  const destination = fileDestination(config(dir, '{controlId}.hl7'));
+  const first = await destination.send(delivery({ content: Buffer.from('first message') }));
+  const second = await destination.send(delivery({ id: OTHER, content: Buffer.from('second message') }));
+  t.is(first, `wrote ${join(dir, 'MSG00001.hl7')}`);
+  t.is(second, `wrote ${join(dir, `MSG00001-${OTHER}.hl7`)} (MSG00001.hl7 holds another file)`);
+  t.is(await readFile(join(dir, 'MSG00001.hl7'), 'latin1'), 'first message');
+  t.is(await readFile(join(dir, `MSG00001-${OTHER}.hl7`), 'latin1'), 'second message');
+  // A replay of the second finds its own file under the name with its id.
+  t.is(await destination.send(delivery({ id: OTHER, content: Buffer.from('second message') })), `${join(dir, `MSG00001-${OTHER}.hl7`)} already holds this output (written before a restart or retry); not written again`);
+  t.deepEqual((await readdir(dir)).sort(), [`MSG00001-${OTHER}.hl7`, 'MSG00001.hl7']);
+});
+
+test('"../X" and ".._X": distinct ids that clean to one name both land, in names the file source reads', async (t) => {
+  const dir = await tempDir(t);
+  const destination = fileDestination(config(dir, '{controlId}.hl7'));
+  await destination.send(delivery({ controlId: '../X', content: Buffer.from('slash') }));
+  await destination.send(delivery({ id: OTHER, controlId: '.._X', content: Buffer.from('underscore') }));
+  const names = (await readdir(dir)).sort();
+  t.deepEqual(names, [`___X-${OTHER}.hl7`, '___X.hl7']);
+  t.false(names.some(inProgressName));
+  t.is(await readFile(join(dir, '___X.hl7'), 'latin1'), 'slash');
+  t.is(await readFile(join(dir, `___X-${OTHER}.hl7`), 'latin1'), 'underscore');
+});
+
+test('messages racing for one name each get their own file', async (t) => {
+  const dir = await tempDir(t);
+  const destination = fileDestination(config(dir, 'same.hl7'));
+  const ids = Array.from({ length: 12 }, (_, i) => `01HZX5J3Q8M4T2V7N6B9C0D1${String(i).padStart(2, '0')}`);
+  const outcomes = await Promise.all(ids.map((id) => destination.send(delivery({ id, content: Buffer.from(`content of ${id}`) }))));
+  const names = await readdir(dir);
+  t.is(names.length, ids.length);
+  // One message won same.hl7; each other one is under same-<its id>.hl7, holding its own content.
+  const winner = ids.find((id) => !names.includes(`same-${id}.hl7`))!;
+  t.deepEqual(names.sort(), ['same.hl7', ...ids.filter((id) => id !== winner).map((id) => `same-${id}.hl7`)].sort());
+  t.is(await readFile(join(dir, 'same.hl7'), 'latin1'), `content of ${winner}`);
+  for (const id of ids.filter((id) => id !== winner)) t.is(await readFile(join(dir, `same-${id}.hl7`), 'latin1'), `content of ${id}`);
+  t.deepEqual(new Set(outcomes).size, ids.length, 'each response names its own file');
+});
+
+test('onExists: error → FILE_EXISTS, permanent, for another message; the earlier file is kept; a replay is fine', async (t) => {
+  const dir = await tempDir(t);
+  const destination = fileDestination(config(dir, '{controlId}.hl7', 'error'));
+  await destination.send(delivery({ content: Buffer.from('first message') }));
+  const error = await t.throwsAsync(destination.send(delivery({ id: OTHER, content: Buffer.from('second message') })), { instanceOf: FerryError });
+  t.is(error.code, 'FILE_EXISTS');
+  t.true(error.permanent);
+  t.is(error.message, `cannot write ${join(dir, 'MSG00001.hl7')}: another file or a folder has this name (onExists: error)`);
+  t.is(await readFile(join(dir, 'MSG00001.hl7'), 'latin1'), 'first message');
+  t.deepEqual(await readdir(dir), ['MSG00001.hl7'], 'no temp file left');
+  t.regex(await destination.send(delivery({ content: Buffer.from('first message') })), /already holds this output/);
+});
+
+test('onExists: overwrite replaces the file; only then', async (t) => {
+  const dir = await tempDir(t);
+  const destination = fileDestination(config(dir, '{controlId}.hl7', 'overwrite'));
   await destination.send(delivery({ content: Buffer.from('first, longer content') }));
-  await destination.send(delivery({ content: Buffer.from('second') }));
-  t.is(await readFile(join(dir, `${ID}.hl7`), 'latin1'), 'second');
-  t.deepEqual(await readdir(dir), [`${ID}.hl7`]);
+  t.is(await destination.send(delivery({ id: OTHER, content: Buffer.from('second') })), `wrote ${join(dir, 'MSG00001.hl7')}`);
+  t.is(await readFile(join(dir, 'MSG00001.hl7'), 'latin1'), 'second');
+  t.deepEqual(await readdir(dir), ['MSG00001.hl7']);
 });
 
-test('outputs of one message get their own files', async (t) => {
+test('a 300-character MSH-10 → FILE_NAME_TOO_LONG, permanent, before the disk is touched', async (t) => {
+  const dir = join(await tempDir(t), 'out');
+  const controlId = 'C'.repeat(300);
+  const error = await t.throwsAsync(fileDestination(config(dir, '{controlId}.hl7')).send(delivery({ controlId })), { instanceOf: FerryError });
+  t.is(error.code, 'FILE_NAME_TOO_LONG');
+  t.true(error.permanent);
+  t.is(
+    error.message,
+    `cannot write ${join(dir, `${'C'.repeat(64)}…`)}: the file name is 304 bytes, file systems take at most 255 (does filename use {controlId}? MSH-10 is as long as the sender makes it)`,
+  );
+  await t.throwsAsync(readdir(dir), { code: 'ENOENT' }, 'not even the folder was made');
+});
+
+test('name length is counted in UTF-8 bytes, the suffixed name too', async (t) => {
   const dir = await tempDir(t);
-  const destination = fileDestination(config(dir));
-  await Promise.all([0, 1, 2].map((output) => destination.send(delivery({ output, content: Buffer.from(`out ${output}`) }))));
-  t.deepEqual((await readdir(dir)).sort(), [`${ID}-1.hl7`, `${ID}-2.hl7`, `${ID}.hl7`]);
-  t.is(await readFile(join(dir, `${ID}-2.hl7`), 'latin1'), 'out 2');
+  // 128 characters, 258 bytes: too long although it has fewer than 255 characters.
+  const tooLong = await t.throwsAsync(fileDestination(config(dir, `${'é'.repeat(128)}.x`)).send(delivery()), { instanceOf: FerryError });
+  t.is(tooLong.code, 'FILE_NAME_TOO_LONG');
+  t.regex(tooLong.message, /the file name is 258 bytes/);
+  // 254 bytes fit; the same name plus "-<id>" for a second message does not.
+  const pattern = `${'é'.repeat(126)}.x`;
+  const destination = fileDestination(config(dir, pattern));
+  await destination.send(delivery());
+  const error = await t.throwsAsync(destination.send(delivery({ id: OTHER, content: Buffer.from('other') })), { instanceOf: FerryError });
+  t.is(error.code, 'FILE_NAME_TOO_LONG');
+  t.true(error.permanent);
+  t.regex(error.message, /the file name is 281 bytes/);
+  t.deepEqual(await readdir(dir), [pattern], 'no temp file left');
 });
 
-test('a folder that cannot be created → FILE_WRITE_FAILED, transient', async (t) => {
-  const root = await tempDir(t);
-  // A regular file where a parent folder should be: mkdir fails even for root.
-  await writeFile(join(root, 'blocker'), 'x');
-  const dir = join(root, 'blocker', 'out');
-  const error = await t.throwsAsync(fileDestination(config(dir)).send(delivery()), { instanceOf: FerryError });
-  t.is(error.code, 'FILE_WRITE_FAILED');
-  t.false(error.permanent);
-  t.true(error.message.includes(join(dir, `${ID}.hl7`)));
-  t.truthy(error.cause);
-});
-
-test('a failed rename removes its temp file', async (t) => {
+test("a replay whose output changed (a script's timestamp) replaces its own earlier file, never another message's", async (t) => {
   const dir = await tempDir(t);
-  // The final name is taken by a non-empty folder, so the rename over it fails.
+  const destination = fileDestination(config(dir, '{controlId}.hl7'));
+  await destination.send(delivery({ content: Buffer.from('first message') }));
+  await destination.send(delivery({ id: OTHER, content: Buffer.from('second message, first run') }));
+  t.is(await destination.send(delivery({ id: OTHER, content: Buffer.from('second message, replayed') })), `wrote ${join(dir, `MSG00001-${OTHER}.hl7`)} (MSG00001.hl7 holds another file)`);
+  t.is(await readFile(join(dir, 'MSG00001.hl7'), 'latin1'), 'first message');
+  t.is(await readFile(join(dir, `MSG00001-${OTHER}.hl7`), 'latin1'), 'second message, replayed');
+  t.deepEqual((await readdir(dir)).sort(), [`MSG00001-${OTHER}.hl7`, 'MSG00001.hl7']);
+});
+
+test('a NUL in the name → FILE_NAME_INVALID, permanent, before the disk is touched', async (t) => {
+  const dir = join(await tempDir(t), 'out');
+  // No file system stores a NUL; YAML can spell one ("\\0") in a pattern.
+  const error = await t.throwsAsync(fileDestination(config(dir, 'a\0b.hl7')).send(delivery()), { instanceOf: FerryError });
+  t.is(error.code, 'FILE_NAME_INVALID');
+  t.true(error.permanent);
+  t.is(error.message, `cannot write ${join(dir, 'a\\0b.hl7')}: a file name cannot hold a NUL character`);
+  await t.throwsAsync(readdir(dir), { code: 'ENOENT' });
+});
+
+test('a folder with the name: skipped with onExists: suffix; FILE_EXISTS otherwise, temp file removed', async (t) => {
+  const dir = await tempDir(t);
   await mkdir(join(dir, `${ID}.hl7`, 'inside'), { recursive: true });
-  const error = await t.throwsAsync(fileDestination(config(dir)).send(delivery()), { instanceOf: FerryError });
-  t.is(error.code, 'FILE_WRITE_FAILED');
-  t.deepEqual(await readdir(dir), [`${ID}.hl7`]);
+  t.is(await fileDestination(config(dir)).send(delivery()), `wrote ${join(dir, `${ID}-${ID}.hl7`)} (${ID}.hl7 holds another file)`);
+  for (const onExists of ['overwrite', 'error'] as const) {
+    const error = await t.throwsAsync(fileDestination(config(dir, '{id}.hl7', onExists)).send(delivery()), { instanceOf: FerryError });
+    t.is(error.code, 'FILE_EXISTS', onExists);
+    t.true(error.permanent);
+  }
+  t.deepEqual((await readdir(dir)).sort(), [`${ID}-${ID}.hl7`, `${ID}.hl7`]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Inside a channel (private Redis, message log): what the message log and the engine log say.
+
+const msg = (controlId: string, mrn: string): string => `MSH|^~\\&|FERRY|HOSP|EHR|HOSP|20260101120000||ADT^A01^ADT_A01|${controlId}|P|2.5\rPID|1||${mrn}\r`;
+
+const inChannel = async (t: ExecutionContext, out: string) => {
+  const dir = await tempDir(t);
+  const redis = await startTestRedis();
+  t.teardown(() => redis.stop());
+  const store = openMessageStore(join(dir, 'messages.db'));
+  t.teardown(() => store.close());
+  const { logger, lines } = captureLogger();
+  const channel = createChannel(
+    {
+      name: 'adt',
+      source: { type: 'channel' },
+      script: undefined,
+      scriptLimits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000 },
+      concurrency: 1,
+      maxQueued: 1000,
+      dedupe: undefined,
+      // Retried forever, every 10 ms: a failure taken for transient would never settle.
+      destinations: [{ ...config(out, '{controlId}.hl7'), retry: { attempts: 0, backoff: 'fixed', delayMs: 10, maxDelayMs: 10 } }],
+    },
+    { store, connection: redisConnectionOptions({ path: redis.path }), logger, intakeOf: () => undefined },
+  );
+  t.teardown(() => channel.close());
+  await channel.start();
+  const accept = async (text: string): Promise<string> => {
+    const result = await channel.intake.accept(Buffer.from(text, 'latin1'), { source: 'test', requireHl7: true });
+    if (result.kind !== 'accepted') throw new Error(`not accepted: ${result.kind}`);
+    return result.id;
+  };
+  const stage = (id: string) => store.get(id)?.stages.find((s) => s.stage === 'archive#0');
+  const settled = (id: string) => eventually(() => (['sent', 'error'].includes(stage(id)?.status ?? '') ? stage(id) : undefined), 30_000, `message ${id} to settle`);
+  return { accept, settled, lines };
+};
+
+test('channel: two messages with one MSH-10 are both sent, to two files the message log names', async (t) => {
+  const out = await tempDir(t);
+  const { accept, settled } = await inChannel(t, out);
+  const first = await accept(msg('DUP1', 'MRN1'));
+  const second = await accept(msg('DUP1', 'MRN2'));
+  const [a, b] = [await settled(first), await settled(second)];
+  t.is(a.status, 'sent');
+  t.is(b.status, 'sent');
+  t.is(a.content, `wrote ${join(out, 'DUP1.hl7')}`);
+  t.is(b.content, `wrote ${join(out, `DUP1-${second}.hl7`)} (DUP1.hl7 holds another file)`);
+  t.is(await readFile(join(out, 'DUP1.hl7'), 'latin1'), msg('DUP1', 'MRN1'));
+  t.is(await readFile(join(out, `DUP1-${second}.hl7`), 'latin1'), msg('DUP1', 'MRN2'));
+});
+
+test('channel: a 300-character MSH-10 goes to error once, FILE_NAME_TOO_LONG, not retried (attempts: 0); the next message is delivered', async (t) => {
+  const out = await tempDir(t);
+  const { accept, settled, lines } = await inChannel(t, out);
+  const long = await accept(msg('L'.repeat(300), 'MRN1'));
+  const next = await accept(msg('NEXT1', 'MRN2'));
+  const failed = await settled(long);
+  t.is(failed.status, 'error');
+  t.is(failed.attempts, 1);
+  t.regex(failed.error ?? '', /^FILE_NAME_TOO_LONG: cannot write .*L{64}…: the file name is 304 bytes, file systems take at most 255/);
+  t.is((await settled(next)).status, 'sent');
+  t.deepEqual(await readdir(out), ['NEXT1.hl7']);
+  const logged = lines.filter((line) => line['id'] === long);
+  t.deepEqual(
+    logged.map((line) => line.msg.replace(/: cannot write .*/s, '')),
+    ['delivery failed: FILE_NAME_TOO_LONG'],
+    'one line, no "retrying"',
+  );
 });
