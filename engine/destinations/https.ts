@@ -11,6 +11,7 @@ import { signRequest } from '../auth/hmac.ts';
 import { checkServerIdentity } from '../auth/server-identity.ts';
 import type { HttpsDestinationConfig } from '../config.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
+import { headerProblem } from '../http/headers.ts';
 import { MESSAGE_ID_HEADER } from '../sources/https.ts';
 import { circuitBreaker, type CircuitBreaker } from './circuit-breaker.ts';
 import type { Delivery, Destination } from './destination.ts';
@@ -183,6 +184,12 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
 
   return {
     async send(delivery) {
+      // Checked when the script ran; again here, where the request is built, for a message log written
+      // by an older Ferry that did not check: a script's Host or Transfer-Encoding must never go out.
+      for (const [name, value] of Object.entries(delivery.meta?.headers ?? {})) {
+        const problem = headerProblem(name, value);
+        if (problem !== undefined) throw new FerryError('SCRIPT_BAD_RESULT', `the script's ctx.deliver ${problem}`);
+      }
       const url = targetOf(delivery);
       const method = delivery.meta?.method ?? 'POST';
       const breaker = breakerFor(url.origin);

@@ -243,6 +243,23 @@ test('dynamic URL: meta.url, method and headers are used under allowDynamicUrl; 
   t.is(far.received.length, 1);
 });
 
+test('a stored meta with a header Ferry sets (a message log from before the check) is refused, and nothing is sent', async (t) => {
+  const far = await farEnd(t, [reply(200)]);
+  const { dest } = sender(t, destination(`${far.url}/in`));
+  const forged: Array<[Record<string, string>, string]> = [
+    [{ Host: 'evil.example' }, "the script's ctx.deliver header Host is set by Ferry"],
+    [{ 'transfer-encoding': 'chunked', 'Content-Length': '5' }, "the script's ctx.deliver header transfer-encoding is set by Ferry"],
+    [{ 'X-A': '1\r\nX-Injected: 1' }, "the script's ctx.deliver header X-A must be a string without line breaks or other control characters (tab, printable ASCII and Latin-1)"],
+  ];
+  for (const [headers, message] of forged) {
+    const error = await t.throwsAsync<FerryError>(dest.send(delivery({ meta: { headers } })));
+    t.is(error!.code, 'SCRIPT_BAD_RESULT');
+    t.true(error!.permanent);
+    t.is(error!.message, message);
+  }
+  t.is(far.received.length, 0);
+});
+
 test('a missing CA file is a config error at creation', (t) => {
   const error = t.throws<FerryError>(() => httpsDestination(destination('https://127.0.0.1:1/in', { ca: '/nonexistent/ca.crt' }), { logger: captureLogger().logger }));
   t.is(error!.code, 'CONFIG_INVALID');
