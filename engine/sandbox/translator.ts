@@ -147,10 +147,11 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
       const next = asFerryError(error);
       // Unrelated saves in the folder recompile too: report a failure once, not on every event.
       if (next.code !== failure?.code || next.message !== failure.message) {
-        logger.error(
-          { script: name, code: next.code, err: next },
-          active ? 'script reload failed; the previous version keeps running' : 'script failed to load; its messages will error until it is fixed',
-        );
+        const what = active ? 'script reload failed; the previous version keeps running' : 'script failed to load; its messages will error until it is fixed';
+        // A file that does not compile or exist is the user's to fix, and its message says where
+        // (`channels/x.ts:2:13: Unexpected ";"`); esbuild's and the engine's stacks would only bury it.
+        if (next.code === 'SCRIPT_COMPILE' || next.code === 'SCRIPT_NOT_FOUND') logger.error({ script: name, code: next.code }, `${what}: ${next.message}`);
+        else logger.error({ script: name, code: next.code, err: next }, what);
         failedAt = new Date().toISOString();
       }
       failure = next;
