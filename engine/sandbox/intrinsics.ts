@@ -23,8 +23,6 @@ const toUpperCase = uncurry(String.prototype.toUpperCase);
 const symbolToString = uncurry(Symbol.prototype.toString);
 const weakSetHas = uncurry(WeakSet.prototype.has);
 const weakSetAdd = uncurry(WeakSet.prototype.add);
-const weakMapGet = uncurry(WeakMap.prototype.get);
-const weakMapSet = uncurry(WeakMap.prototype.set);
 const hasInstance = uncurry(Function.prototype[Symbol.hasInstance]);
 const setPrototypeOf = Object.setPrototypeOf;
 
@@ -48,8 +46,6 @@ export const upperCase = (text: string): string => toUpperCase(text) as string;
 export const describeSymbol = (symbol: symbol): string => symbolToString(symbol) as string;
 export const inWeakSet = (set: WeakSet<object>, value: object): boolean => weakSetHas(set, value) as boolean;
 export const addToWeakSet = (set: WeakSet<object>, value: object): void => void weakSetAdd(set, value);
-export const getFromWeakMap = <V>(map: WeakMap<object, V>, key: object): V | undefined => weakMapGet(map, key) as V | undefined;
-export const putInWeakMap = <V>(map: WeakMap<object, V>, key: object, value: V): void => void weakMapSet(map, key, value);
 /** `value instanceof type` without consulting a `Symbol.hasInstance` a script defined on `type`. */
 export const isInstance = (value: unknown, type: abstract new (...args: never[]) => unknown): boolean => hasInstance(type, value) as boolean;
 

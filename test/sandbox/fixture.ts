@@ -95,8 +95,6 @@ export const TAMPER = `const tamper = () => {
   Set.prototype.has = () => true;
   WeakSet.prototype.has = () => false;
   WeakSet.prototype.add = function () { return this; };
-  WeakMap.prototype.get = () => () => 'forged';
-  WeakMap.prototype.set = function () { return this; };
   Number.isFinite = () => true;
   Function.prototype.call = () => 'forged';
   Function.prototype.apply = () => 'forged';
