@@ -451,7 +451,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
       stopping = new AbortController();
       try {
         if (config.script) {
-          translator = createTranslator({ channel: config.name, scriptPath: config.script, limits: config.scriptLimits, logger });
+          translator = createTranslator({ channel: config.name, scriptPath: config.script, limits: config.scriptLimits, logger, destinations: config.destinations });
           await translator.ready();
         }
         destinations = new Map(config.destinations.map((d) => [d.name, makeDestination(d, deps, config.name)]));

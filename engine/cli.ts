@@ -138,7 +138,10 @@ const check = async (args: string[]): Promise<number> => {
   // What `ferry start` refuses before it starts anything (the users file is read the same way).
   checkAdminExposure(config, (await readUsersFile(config.engine.users)).length);
   const problems = await checkScripts(config);
-  for (const p of problems) console.error(`${relative(process.cwd(), p.file) || p.file}:${p.line}:${p.column} ${p.message}`);
+  for (const p of problems) {
+    const file = relative(process.cwd(), p.file) || p.file;
+    console.error(p.line > 0 ? `${file}:${p.line}:${p.column}: ${p.message}` : `${file || 'ferry check'}: ${p.message}`);
+  }
   const scripts = config.channels.filter((c) => c.script).length;
   if (problems.length > 0) {
     console.error(`ferry check: ${problems.length} problem(s) in ${scripts} script(s)`);

@@ -22,6 +22,7 @@ import {
 import { compileNamedSql } from './destinations/named-sql.ts';
 import { decodeAs } from './hl7/charset.ts';
 import { parseAddressRule } from './http/address-rules.ts';
+import { isHeaderName, isHeaderValue, isReservedHeader } from './http/headers.ts';
 import { fileNamePattern } from './sources/file-pattern.ts';
 
 export interface RetryPolicy {
@@ -680,9 +681,10 @@ function checkHttps(source: Source, root: Entry, channels: Array<[number, Entry]
         fail([...dat, destination['cert'] === undefined ? 'key' : 'cert'], 'a client certificate needs both cert and key');
       }
       for (const key of ['ca', 'cert', 'key']) missingFile(destination[key], [...dat, key]);
-      for (const name of Object.keys(entry(destination['headers']))) {
-        if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail([...dat, 'headers', name], `"${name}" is not a valid header name`);
-        else if (reservedHeaders.has(name.toLowerCase())) fail([...dat, 'headers', name], `${name} is set by Ferry and cannot be configured`);
+      for (const [name, value] of Object.entries(entry(destination['headers']))) {
+        if (!isHeaderName(name)) fail([...dat, 'headers', name], `"${name}" is not a valid header name`);
+        else if (isReservedHeader(name)) fail([...dat, 'headers', name], `${name} is set by Ferry and cannot be configured`);
+        else if (typeof value === 'string' && !isHeaderValue(value)) fail([...dat, 'headers', name], 'a header value may hold tab, printable ASCII and Latin-1 characters, no line breaks or other control characters');
       }
     }
   }
@@ -833,9 +835,6 @@ function checkMllpSources(source: Source, channels: Array<[number, Entry]>, dir:
     }
   }
 }
-
-/** Headers the https destination sets itself (or the HTTP layer does). */
-const reservedHeaders = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'x-ferry-message-id']);
 
 const wildcardHosts = new Set(['0.0.0.0', '::', '']);
 const canonicalHost = (host: string): string => (host === 'localhost' ? '127.0.0.1' : host);

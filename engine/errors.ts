@@ -47,7 +47,7 @@ export const errorCodes = {
   SCRIPT_THREW: { permanent: true, summary: 'the script threw while handling a message' },
   SCRIPT_TIMEOUT: { permanent: true, summary: 'the script ran past its time limit' },
   SCRIPT_MEMORY: { permanent: true, summary: 'the script exceeded its memory limit' },
-  SCRIPT_BAD_RESULT: { permanent: true, summary: 'the script returned something that is not an output' },
+  SCRIPT_BAD_RESULT: { permanent: true, summary: 'the script returned something that is not an output, or ctx.deliver options Ferry refuses' },
   SANDBOX_FAILED: { permanent: false, summary: 'the sandbox itself failed; the message can be retried' },
   SANDBOX_CRASHED: { permanent: true, summary: 'the sandbox process died each time it translated this message; it is not retried' },
 

@@ -6,17 +6,17 @@
 // Node refuses) is permanent too: DESTINATION_SERIALIZE_FAILED. TLS is always verified, against `ca`
 // when one is given.
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { signRequest } from '../auth/hmac.ts';
 import { checkServerIdentity } from '../auth/server-identity.ts';
 import type { HttpsDestinationConfig } from '../config.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
+import { headerProblem } from '../http/headers.ts';
 import { MESSAGE_ID_HEADER } from '../sources/https.ts';
 import { circuitBreaker, type CircuitBreaker } from './circuit-breaker.ts';
 import type { Delivery, Destination } from './destination.ts';
-import { building } from './serialize-failure.ts';
 
 /** How much of a response is kept in the message log. */
 const KEPT_RESPONSE_CHARS = 2_000;
@@ -187,28 +187,25 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
 
   return {
     async send(delivery) {
+      // Checked when the script ran; again here, where the request is built, for a message log written
+      // by an older Ferry that did not check: a script's Host or Transfer-Encoding must never go out.
+      for (const [name, value] of Object.entries(delivery.meta?.headers ?? {})) {
+        const problem = headerProblem(name, value);
+        if (problem !== undefined) throw new FerryError('SCRIPT_BAD_RESULT', `the script's ctx.deliver ${problem}`);
+      }
       const url = targetOf(delivery);
       const method = delivery.meta?.method ?? 'POST';
-      // Checked here as Node checks them when the request is made (a script's header value with a
-      // character outside Latin-1, say): such a request fails the same way on every try.
-      const headers = building('the HTTP request headers', () => {
-        const all: Record<string, string> = {
-          'Content-Type': defaultContentType(delivery.content),
-          ...config.headers,
-          ...delivery.meta?.headers,
-          'Content-Length': String(delivery.content.length),
-          [MESSAGE_ID_HEADER]: deliveryMessageId(delivery),
-        };
-        if (config.token !== undefined) all['Authorization'] = `Bearer ${config.token}`;
-        if (config.hmac) {
-          Object.assign(all, signRequest({ ...config.hmac, method, path: `${url.pathname}${url.search}`, body: delivery.content }));
-        }
-        for (const [name, value] of Object.entries(all)) {
-          validateHeaderName(name);
-          validateHeaderValue(name, value);
-        }
-        return all;
-      });
+      const headers: Record<string, string> = {
+        'Content-Type': defaultContentType(delivery.content),
+        ...config.headers,
+        ...delivery.meta?.headers,
+        'Content-Length': String(delivery.content.length),
+        [MESSAGE_ID_HEADER]: deliveryMessageId(delivery),
+      };
+      if (config.token !== undefined) headers['Authorization'] = `Bearer ${config.token}`;
+      if (config.hmac) {
+        Object.assign(headers, signRequest({ ...config.hmac, method, path: `${url.pathname}${url.search}`, body: delivery.content }));
+      }
       const breaker = breakerFor(url.origin);
       const verdict = breaker.check();
       if (!verdict.ok) {

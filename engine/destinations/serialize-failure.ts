@@ -3,7 +3,7 @@
 // on every try, so retrying it would only hold a fifo queue forever. Each destination runs that work
 // through `building` (one place per destination), which turns whatever it throws that is not already
 // a FerryError (JSON.stringify's RangeError on deep nesting, TypeError on a circular value or a
-// BigInt, Node refusing a header character) into a permanent DESTINATION_SERIALIZE_FAILED.
+// BigInt) into a permanent DESTINATION_SERIALIZE_FAILED.
 import { FerryError, isFerryError } from '../errors.ts';
 
 /** What went wrong, in words an operator can act on, with the runtime's own text kept. */

@@ -87,42 +87,30 @@ const mapStack = (script: CompiledScript, stack: string): { stack: string; at: S
 const where = (script: CompiledScript, at: SourceLocation | undefined): string =>
   at ? `${at.file}:${at.line}:${at.column}` : script.name;
 
-const threw = (script: CompiledScript, message: string, stack: string | undefined, extra: Record<string, unknown>): FerryError => {
+/** A FerryError that names where in the script it happened (the first frame of `stack` in the script). */
+const located = (
+  code: 'SCRIPT_THREW' | 'SCRIPT_BAD_RESULT',
+  script: CompiledScript,
+  message: string,
+  stack: string | undefined,
+  extra: Record<string, unknown>,
+): FerryError => {
   const mapped = stack === undefined ? undefined : mapStack(script, stack);
   // V8's stack repeats the message on its first line; keep only the frames.
   const frames = mapped?.stack.split('\n').filter((line) => /^\s+at /.test(line)).join('\n');
-  return new FerryError('SCRIPT_THREW', `${where(script, mapped?.at)}: ${message}`, {
+  return new FerryError(code, `${where(script, mapped?.at)}: ${message}`, {
     details: { ...extra, ...(mapped?.at ?? { file: script.name }), stack: frames ? `${message}\n${frames}` : message },
   });
 };
 
-const isStringRecord = (value: unknown): value is Record<string, string> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
-
-const isOutputMetaList = (meta: unknown, length: number): meta is Array<OutputMeta | null> =>
-  Array.isArray(meta) &&
-  meta.length === length &&
-  meta.every(
-    (m) =>
-      m === null ||
-      (typeof m === 'object' &&
-        (m.url === undefined || typeof m.url === 'string') &&
-        (m.method === undefined || ['POST', 'PUT', 'PATCH', 'DELETE'].includes(m.method)) &&
-        (m.headers === undefined || isStringRecord(m.headers))),
-  );
+const threw = (script: CompiledScript, message: string, stack: string | undefined, extra: Record<string, unknown>): FerryError =>
+  located('SCRIPT_THREW', script, message, stack, extra);
 
 const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number): SandboxResult => {
   if (outcome.ok) {
+    // Passed on as it came: the engine checks all of it (check-result.ts) before it records anything.
     const { outputs, meta, logs } = outcome;
-    // The prelude builds this, but it shares a context with the script; trust the shape only once checked.
-    if (outputs !== null && !(Array.isArray(outputs) && outputs.every((o) => typeof o === 'string'))) {
-      throw new FerryError('SCRIPT_BAD_RESULT', `${script.name}: the result could not be turned into strings`, { details: { logs } });
-    }
-    if (meta === undefined) return { outputs, logs };
-    if (!isOutputMetaList(meta, outputs?.length ?? 0)) {
-      throw new FerryError('SCRIPT_BAD_RESULT', `${script.name}: the ctx.deliver options could not be read back`, { details: { logs } });
-    }
-    return { outputs, meta, logs };
+    return meta === undefined ? { outputs, logs } : { outputs, meta, logs };
   }
   if (outcome.kind === 'threw' && outcome.message.startsWith(ARRAY_BUFFER_REFUSED)) {
     // The isolate's allocator refuses buffers past the memory limit with a catchable RangeError.
@@ -131,7 +119,8 @@ const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number)
     });
   }
   if (outcome.kind === 'bad-result') {
-    throw new FerryError('SCRIPT_BAD_RESULT', `${script.name}: ${outcome.message}`, { details: { file: script.name, logs: outcome.logs } });
+    // Refused where the script called (ctx.deliver): that line; refused after it returned: the file.
+    throw located('SCRIPT_BAD_RESULT', script, outcome.message, outcome.stack, { logs: outcome.logs });
   }
   throw threw(script, outcome.message, outcome.stack, { code: outcome.code, logs: outcome.logs });
 };

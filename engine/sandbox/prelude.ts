@@ -1,8 +1,47 @@
 // Runs inside the sandbox (bare V8: no Node, no DOM, no TextEncoder, no timers) ahead of a channel
 // script: builds what scripts see (`msg`, `ctx`, `console`) and turns whatever a script returns into
 // plain strings, so only copies of strings and log lines ever cross back to the engine.
+//
+// The context lives on between messages, and a script can replace any builtin it reaches
+// (Array.prototype.includes, JSON.stringify, a setter on Object.prototype, Object.prototype.then …),
+// on one message or at its top level. So the prelude's own logic uses only builtins captured before any
+// script code ran (intrinsics.ts), index loops rather than iterators, and objects and arrays without a
+// prototype; msg and ctx are built fresh, and frozen, for each message. A script's tampering cannot
+// change how its outputs are checked or shaped, on that message or a later one. The engine checks what
+// comes back all the same (check-result.ts): the prelude is where mistakes are caught early, with the
+// script's line, not the authority.
+//
+// Why not a fresh context per message, which would undo any tampering: measured on the 2-core dev VM,
+// ~1.1–1.2 ms more CPU a message (a context, the prelude and the script's top level again), against
+// ~0.1–0.2 ms for a whole run of the bench script in a reused context; the engine's budget is 0.5 ms
+// a message end to end. Why not freeze the builtins instead: ordinary code such as `this.name = 'X'`
+// in an Error subclass would then throw (assigning over a frozen inherited property fails).
+//
+// msg.get/set/segments/toString run the HL7 library, which uses the builtins as the script left them:
+// like a module variable, a replaced builtin is the script's own state (docs/sandbox.md).
 import { parseHl7, type Hl7Message, type Hl7Segment } from '../hl7/message.ts';
 import type { OutputMeta } from '../message.ts';
+import { readOutputMeta } from '../output-meta.ts';
+import { MAX_LINE_CHARS, MAX_LOG_LINES } from './check-result.ts';
+import {
+  addToWeakSet,
+  codeUnitAt,
+  describeSymbol,
+  ErrorClass,
+  freeze,
+  indexIn,
+  inWeakSet,
+  isArray,
+  isFiniteNumber,
+  isInstance,
+  jsonStringify,
+  list,
+  PromiseClass,
+  record,
+  sliceOf,
+  StringOf,
+  WeakSetClass,
+} from './intrinsics.ts';
 
 export type ScriptLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -27,7 +66,8 @@ export type Outcome =
   /** `meta` (only when a ctx.deliver call gave options) runs parallel to `outputs`. */
   | { ok: true; outputs: string[] | null; meta?: Array<OutputMeta | null>; logs: ScriptLog[] }
   | { ok: false; kind: 'threw'; message: string; code: string | undefined; stack: string | undefined; logs: ScriptLog[] }
-  | { ok: false; kind: 'bad-result'; message: string; logs: ScriptLog[] };
+  /** `stack` when the script called something that refused (ctx.deliver), so the engine names its line. */
+  | { ok: false; kind: 'bad-result'; message: string; stack?: string | undefined; logs: ScriptLog[] };
 
 export type Invoke = (input: ScriptInput) => Promise<Outcome>;
 
@@ -39,47 +79,61 @@ interface ScriptMessage {
   toString(): string;
 }
 
-// The context lives on between messages, so keep our own handles on builtins a script might replace.
-const stringify = JSON.stringify;
-const isArray = Array.isArray;
-const keysOf = Object.keys;
-
-const MAX_LOG_LINES = 1000;
-const MAX_LINE_CHARS = 10_000;
 const MAX_VALUE_CHARS = 2_000;
 
 const clip = (text: string, max: number): string =>
-  text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+  text.length <= max ? text : `${sliceOf(text, 0, max)}… (${text.length - max} more characters)`;
 
-/** Messages and segments handed to the script: a result that is one of them means its toString(). */
-const hl7Objects = new WeakSet<object>();
+/** The first line of `text`. */
+const firstLine = (text: string): string => {
+  const end = indexIn(text, '\n');
+  return end === -1 ? text : sliceOf(text, 0, end);
+};
+
+/** Messages and segments handed to the script: a result that is one of them means its text. */
+const hl7Objects = new WeakSetClass<object>();
+
+/**
+ * The text of a message or segment handed to the script, undefined for any other value. A message's
+ * toString is its own, frozen; a segment's is its own too (a script that replaces it chooses the text).
+ * (A WeakMap from each object to a text function measured ~90 µs more CPU a message than this WeakSet.)
+ */
+const hl7TextOf = (value: object, what: string): string | undefined => {
+  if (!inWeakSet(hl7Objects, value)) return undefined;
+  const text: unknown = (value as { toString(): unknown }).toString();
+  if (typeof text !== 'string') throw badResult(`${what} is a segment whose toString() does not return a string`);
+  return text;
+};
 
 const createMessage = (text: string): ScriptMessage => {
   // Parsed on first use: a JSON or CSV message still has `text`; only get/set/segments need HL7.
   let parsed: Hl7Message | undefined;
   const hl7 = (): Hl7Message => (parsed ??= parseHl7(text));
-  const message: ScriptMessage = Object.freeze({
+  const message: ScriptMessage = freeze({
     text,
     get: (path: string) => hl7().get(path),
     set: (path: string, value: string) => hl7().set(path, value),
     segments: (name?: string) => {
-      const list = hl7().segments(name);
-      for (const segment of list) hl7Objects.add(segment);
-      return list;
+      const segments = hl7().segments(name);
+      for (let i = 0; i < segments.length; i++) {
+        const segment = segments[i];
+        if (typeof segment === 'object' && segment !== null) addToWeakSet(hl7Objects, segment);
+      }
+      return segments;
     },
     toString: () => (parsed ? parsed.toString() : text),
   });
-  hl7Objects.add(message);
+  addToWeakSet(hl7Objects, message);
   return message;
 };
 
 const toJson = (value: unknown): string | undefined => {
-  const seen = new WeakSet<object>();
-  return stringify(value, (_key, v: unknown) => {
+  const seen = new WeakSetClass<object>();
+  return jsonStringify(value, (_key, v: unknown) => {
     if (typeof v === 'bigint') return `${v}n`;
     if (typeof v === 'object' && v !== null) {
-      if (seen.has(v)) return '[Circular]';
-      seen.add(v);
+      if (inWeakSet(seen, v)) return '[Circular]';
+      addToWeakSet(seen, v);
     }
     return v;
   });
@@ -93,26 +147,29 @@ const formatValue = (value: unknown): string => {
         return value;
       case 'undefined':
         return 'undefined';
-      case 'function':
-        return `[Function ${value.name || '(anonymous)'}]`;
+      case 'function': {
+        const name: unknown = value.name;
+        return `[Function ${typeof name === 'string' && name !== '' ? name : '(anonymous)'}]`;
+      }
       case 'symbol':
-        return value.toString();
+        return describeSymbol(value);
       case 'bigint':
         return `${value}n`;
       case 'number':
       case 'boolean':
-        return String(value);
+        return StringOf(value);
     }
     if (value === null) return 'null';
-    if (hl7Objects.has(value as object)) return clip(String(value), MAX_VALUE_CHARS);
-    if (value instanceof Error) return `${value.name}: ${value.message}`;
-    return clip(toJson(value) ?? String(value), MAX_VALUE_CHARS);
+    const hl7 = hl7TextOf(value as object, 'the value');
+    if (hl7 !== undefined) return clip(hl7, MAX_VALUE_CHARS);
+    if (isInstance(value, ErrorClass)) return `${StringOf((value as Error).name)}: ${StringOf((value as Error).message)}`;
+    return clip(toJson(value) ?? StringOf(value), MAX_VALUE_CHARS);
   } catch {
     return '[value that cannot be shown]';
   }
 };
 
-let sink: ScriptLog[] = [];
+let sink: ScriptLog[] = list();
 let dropped = 0;
 
 const emit = (level: ScriptLogLevel, args: unknown[]): void => {
@@ -122,12 +179,12 @@ const emit = (level: ScriptLogLevel, args: unknown[]): void => {
   }
   let line = '';
   for (let i = 0; i < args.length; i++) line += (i === 0 ? '' : ' ') + formatValue(args[i]);
-  sink.push({ level, message: clip(line, MAX_LINE_CHARS) });
+  sink[sink.length] = record({ level, message: clip(line, MAX_LINE_CHARS) });
 };
 
 // Scripts written for Node or the browser reach for console; it feeds the same per-message log.
 Object.defineProperty(globalThis, 'console', {
-  value: Object.freeze({
+  value: freeze({
     log: (...args: unknown[]) => emit('info', args),
     info: (...args: unknown[]) => emit('info', args),
     debug: (...args: unknown[]) => emit('debug', args),
@@ -139,108 +196,75 @@ Object.defineProperty(globalThis, 'console', {
   enumerable: false,
 });
 
-class BadResult extends Error {}
+/** Errors the prelude raises for a result it refuses; known by identity, which a script cannot forge. */
+const badResults = new WeakSetClass<object>();
+
+const badResult = (message: string): Error => {
+  const error = new ErrorClass(message);
+  addToWeakSet(badResults, error);
+  return error;
+};
+
+const isBadResult = (error: unknown): error is Error => typeof error === 'object' && error !== null && inWeakSet(badResults, error);
 
 const ONE_OUTPUT = 'return a string, the message, a JSON-compatible value, an array of those, or null to filter';
+
+const reasonOf = (error: unknown): string => (isInstance(error, ErrorClass) ? firstLine(StringOf((error as Error).message)) : StringOf(error));
 
 const normalizeOne = (value: unknown, what: string): string => {
   switch (typeof value) {
     case 'string':
       return value;
     case 'function':
-      throw new BadResult(`${what} is a function; ${ONE_OUTPUT}`);
+      throw badResult(`${what} is a function; ${ONE_OUTPUT}`);
     case 'symbol':
-      throw new BadResult(`${what} is a symbol; ${ONE_OUTPUT}`);
+      throw badResult(`${what} is a symbol; ${ONE_OUTPUT}`);
     case 'bigint':
-      throw new BadResult(`${what} is a bigint, which JSON cannot represent; convert it to a string`);
+      throw badResult(`${what} is a bigint, which JSON cannot represent; convert it to a string`);
     case 'number':
-      if (!Number.isFinite(value)) throw new BadResult(`${what} is ${value}, which JSON cannot represent`);
-      return String(value);
+      if (!isFiniteNumber(value)) throw badResult(`${what} is ${value}, which JSON cannot represent`);
+      return StringOf(value);
     case 'boolean':
-      return String(value);
+      return StringOf(value);
   }
   const object = value as object;
-  if (hl7Objects.has(object)) return String(object);
-  if (typeof (object as { then?: unknown }).then === 'function') {
-    throw new BadResult(`${what} is a promise; await it before returning`);
-  }
+  const hl7 = hl7TextOf(object, what);
+  if (hl7 !== undefined) return hl7;
+  if (isInstance(object, PromiseClass)) throw badResult(`${what} is a promise; await it before returning`);
   let json: string | undefined;
   try {
-    json = stringify(object);
+    json = jsonStringify(object);
   } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    throw new BadResult(`${what} cannot be converted to JSON: ${reason}`);
+    throw badResult(`${what} cannot be converted to JSON: ${reasonOf(error)}`);
   }
-  if (json === undefined) throw new BadResult(`${what} converts to no JSON at all; ${ONE_OUTPUT}`);
+  if (json === undefined) throw badResult(`${what} converts to no JSON at all; ${ONE_OUTPUT}`);
   return json;
 };
 
 /** null = filtered. Nulls inside an array are skipped, and an array with nothing left filters too. */
 const normalize = (value: unknown): string[] | null => {
   if (value === null || value === undefined) return null;
-  if (!isArray(value)) return [normalizeOne(value, 'the result')];
-  const outputs: string[] = [];
+  const outputs = list<string>();
+  if (!isArray(value)) {
+    outputs[0] = normalizeOne(value, 'the result');
+    return outputs;
+  }
   for (let i = 0; i < value.length; i++) {
     const item: unknown = value[i];
     if (item === null || item === undefined) continue;
-    if (isArray(item)) throw new BadResult(`element ${i} of the result is an array; return a flat array of outputs`);
-    outputs.push(normalizeOne(item, `element ${i} of the result`));
+    if (isArray(item)) throw badResult(`element ${i} of the result is an array; return a flat array of outputs`);
+    outputs[outputs.length] = normalizeOne(item, `element ${i} of the result`);
   }
   return outputs.length === 0 ? null : outputs;
-};
-
-const DELIVER_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
-const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-// Framing and Ferry's own headers: a script choosing them would break the request or the dedup id.
-const RESERVED_HEADERS = ['host', 'content-length', 'transfer-encoding', 'connection', 'x-ferry-message-id'];
-
-/** Checks ctx.deliver's options; what reaches the engine is a fresh plain object of strings. */
-const checkMeta = (options: unknown): OutputMeta => {
-  if (typeof options !== 'object' || options === null || isArray(options)) {
-    throw new BadResult('ctx.deliver options must be an object such as { url: "https://…" }');
-  }
-  const given = options as Record<string, unknown>;
-  const meta: OutputMeta = {};
-  for (const key of keysOf(given)) {
-    const value = given[key];
-    if (value === undefined) continue;
-    if (key === 'url') {
-      if (typeof value !== 'string' || !/^https?:\/\/\S+$/.test(value)) throw new BadResult(`ctx.deliver url must be an http(s):// URL (got ${formatValue(value)})`);
-      meta.url = value;
-    } else if (key === 'method') {
-      const method = typeof value === 'string' ? value.toUpperCase() : '';
-      if (!DELIVER_METHODS.includes(method)) throw new BadResult(`ctx.deliver method must be one of ${DELIVER_METHODS.join(', ')} (got ${formatValue(value)})`);
-      meta.method = method as OutputMeta['method'];
-    } else if (key === 'headers') {
-      if (typeof value !== 'object' || value === null || isArray(value)) throw new BadResult('ctx.deliver headers must be an object of strings');
-      const headers: Record<string, string> = {};
-      for (const name of keysOf(value)) {
-        const header = (value as Record<string, unknown>)[name];
-        if (!HEADER_NAME.test(name)) throw new BadResult(`ctx.deliver header name "${name}" is not valid`);
-        if (RESERVED_HEADERS.includes(name.toLowerCase())) throw new BadResult(`ctx.deliver header ${name} is set by Ferry`);
-        if (typeof header !== 'string' || /[\r\n\0]/.test(header)) throw new BadResult(`ctx.deliver header ${name} must be a string without line breaks`);
-        headers[name] = header;
-      }
-      meta.headers = headers;
-    } else if (key === 'connectionId') {
-      if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(value)) {
-        throw new BadResult(`ctx.deliver connectionId must be a WebSocket connection id (got ${formatValue(value)})`);
-      }
-      meta.connectionId = value;
-    } else {
-      throw new BadResult(`ctx.deliver options: unknown key "${key}" (use url, method, headers, connectionId)`);
-    }
-  }
-  return meta;
 };
 
 const utf8Length = (text: string): number => {
   let bytes = 0;
   for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
+    const unit = codeUnitAt(text, i);
     if (unit < 0x80) bytes += 1;
     else if (unit < 0x800) bytes += 2;
-    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && (codeUnitAt(text, i + 1) & 0xfc00) === 0xdc00) {
       bytes += 4;
       i++;
     } else bytes += 3;
@@ -250,33 +274,48 @@ const utf8Length = (text: string): number => {
 
 const checkSize = (outputs: string[], cap: number): void => {
   let units = 0;
-  for (const output of outputs) units += output.length;
+  for (let i = 0; i < outputs.length; i++) units += outputs[i]!.length;
   // A UTF-16 unit is 1–3 UTF-8 bytes: count exactly only when the bounds cannot decide.
   if (units * 3 <= cap) return;
-  const bytes = units > cap ? units : outputs.reduce((sum, output) => sum + utf8Length(output), 0);
+  let bytes = units;
+  if (units <= cap) {
+    bytes = 0;
+    for (let i = 0; i < outputs.length; i++) bytes += utf8Length(outputs[i]!);
+  }
   if (bytes > cap) {
-    throw new BadResult(`the outputs total ${units > cap ? 'at least ' : ''}${bytes} bytes, more than the ${cap}-byte limit per message`);
+    throw badResult(`the outputs total ${units > cap ? 'at least ' : ''}${bytes} bytes, more than the ${cap}-byte limit per message`);
   }
 };
 
 const describeThrown = (thrown: unknown): { message: string; code: string | undefined; stack: string | undefined } => {
   try {
-    if (thrown instanceof Error || (typeof thrown === 'object' && thrown !== null && typeof (thrown as Error).stack === 'string' && 'message' in thrown)) {
+    if (
+      isInstance(thrown, ErrorClass) ||
+      (typeof thrown === 'object' && thrown !== null && typeof (thrown as Error).stack === 'string' && 'message' in thrown)
+    ) {
       const error = thrown as Error & { code?: unknown };
       const code = typeof error.code === 'string' ? error.code : undefined;
       // FerryErrors from the HL7 library read better by their code (HL7_BAD_PATH) than by their class.
-      const head = code ?? (String(error.name || '') || 'Error');
-      const text = String(error.message ?? '');
-      return { message: clip(text ? `${head}: ${text}` : head, MAX_LINE_CHARS), code, stack: typeof error.stack === 'string' ? error.stack : undefined };
+      const head = code ?? (StringOf(error.name || '') || 'Error');
+      const text = StringOf(error.message ?? '');
+      const stack: unknown = error.stack;
+      return record({ message: clip(text ? `${head}: ${text}` : head, MAX_LINE_CHARS), code, stack: typeof stack === 'string' ? stack : undefined });
     }
     let message: string;
     if (thrown === undefined || thrown === null) message = `threw ${thrown}`;
     else if (typeof thrown === 'object') message = `threw an object: ${formatValue(thrown)}`;
     else message = `threw a ${typeof thrown}: ${formatValue(thrown)}`;
-    return { message: clip(message, MAX_LINE_CHARS), code: undefined, stack: undefined };
+    return record({ message: clip(message, MAX_LINE_CHARS), code: undefined, stack: undefined });
   } catch {
-    return { message: 'threw a value that cannot be described', code: undefined, stack: undefined };
+    return record({ message: 'threw a value that cannot be described', code: undefined, stack: undefined });
   }
+};
+
+/** The outcome of a run that ended in `error`: one the prelude raised (with where the script called), or the script's own. */
+const failed = (error: unknown, logs: ScriptLog[]): Outcome => {
+  if (!isBadResult(error)) return { ok: false, kind: 'threw', ...describeThrown(error), logs };
+  const stack: unknown = error.stack;
+  return { ok: false, kind: 'bad-result', message: StringOf(error.message), stack: typeof stack === 'string' ? stack : undefined, logs };
 };
 
 /**
@@ -290,48 +329,66 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
       ? 'the script has no default export; write `export default function (msg: Message, ctx: Context) { … }`'
       : `the default export is a ${handler === null ? 'null' : typeof handler}, not a function`;
   }
+  const { channel, outputBytes } = options;
   return async (input) => {
-    const logs: ScriptLog[] = [];
+    const { id, text } = input;
+    const logs = list<ScriptLog>();
     sink = logs;
     dropped = 0;
+    // Without a prototype, the promise this function returns finds no `then` on it to call.
     const finish = (outcome: Outcome): Outcome => {
-      if (dropped > 0) logs.push({ level: 'warn', message: `${dropped} more log lines dropped (limit ${MAX_LOG_LINES} per message)` });
-      return outcome;
+      if (dropped > 0) logs[logs.length] = record({ level: 'warn', message: `${dropped} more log lines dropped (limit ${MAX_LOG_LINES} per message)` });
+      return record(outcome);
     };
     let value: unknown;
     // Outputs a script sent with ctx.deliver: converted when called, so later edits do not change them.
-    const delivered: string[] = [];
-    const deliveredMeta: Array<OutputMeta | null> = [];
+    const delivered = list<string>();
+    const deliveredMeta = list<OutputMeta | null>();
+    let anyMeta = false;
     try {
-      const msg = createMessage(input.text);
-      const ctx = Object.freeze({
-        channel: options.channel,
-        id: input.id,
+      const msg = createMessage(text);
+      const ctx = freeze({
+        channel,
+        id,
         log: (...args: unknown[]) => emit('info', args),
         deliver: (body: unknown, meta?: unknown) => {
-          if (body === null || body === undefined) throw new BadResult('ctx.deliver needs a body');
-          const text = normalizeOne(body, 'the ctx.deliver body');
-          deliveredMeta.push(meta === undefined ? null : checkMeta(meta));
-          delivered.push(text);
+          if (body === null || body === undefined) throw badResult('ctx.deliver needs a body');
+          const output = normalizeOne(body, 'the ctx.deliver body');
+          let checked: OutputMeta | null = null;
+          if (meta !== undefined) {
+            const read = readOutputMeta(meta);
+            if (typeof read === 'string') throw badResult(read);
+            checked = read;
+            anyMeta = true;
+          }
+          deliveredMeta[deliveredMeta.length] = checked;
+          delivered[delivered.length] = output;
         },
       });
-      value = await handler(msg, ctx);
+      value = (handler as (msg: ScriptMessage, ctx: unknown) => unknown)(msg, ctx);
+      // Only a promise is awaited: awaiting any other object would look up a `then` on it, which a
+      // script may have put on Object.prototype to stand in for its result.
+      if (isInstance(value, PromiseClass)) value = await value;
     } catch (error) {
-      return finish({ ok: false, kind: 'threw', ...describeThrown(error), logs });
+      return finish(failed(error, logs));
     }
     try {
       const returned = normalize(value);
-      const outputs = delivered.length === 0 ? returned : [...delivered, ...(returned ?? [])];
-      if (outputs) checkSize(outputs, options.outputBytes);
-      if (outputs && deliveredMeta.some((m) => m !== null)) {
-        const meta = [...deliveredMeta, ...(returned ?? []).map(() => null)];
-        return finish({ ok: true, outputs, meta, logs });
+      let outputs = returned;
+      if (delivered.length > 0) {
+        outputs = list<string>();
+        for (let i = 0; i < delivered.length; i++) outputs[outputs.length] = delivered[i]!;
+        if (returned) for (let i = 0; i < returned.length; i++) outputs[outputs.length] = returned[i]!;
       }
-      return finish({ ok: true, outputs, logs });
+      if (outputs) checkSize(outputs, outputBytes);
+      if (!outputs || !anyMeta) return finish({ ok: true, outputs, logs });
+      const meta = list<OutputMeta | null>();
+      for (let i = 0; i < deliveredMeta.length; i++) meta[meta.length] = deliveredMeta[i]!;
+      if (returned) for (let i = 0; i < returned.length; i++) meta[meta.length] = null;
+      return finish({ ok: true, outputs, meta, logs });
     } catch (error) {
-      if (error instanceof BadResult) return finish({ ok: false, kind: 'bad-result', message: error.message, logs });
-      // The script's own toJSON() or toString() threw while we converted its result.
-      return finish({ ok: false, kind: 'threw', ...describeThrown(error), logs });
+      // A refusal, or the script's own toJSON() or toString() threw while we converted its result.
+      return finish(failed(error, logs));
     }
   };
 };

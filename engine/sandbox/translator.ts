@@ -5,8 +5,10 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { DestinationConfig } from '../config.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
+import { checkResult } from './check-result.ts';
 import { createProcessSandbox } from './process-sandbox.ts';
 import type { ScriptLog } from './prelude.ts';
 import { compileScript, type CompiledScript } from './transpile.ts';
@@ -31,6 +33,8 @@ export interface TranslatorOptions {
   logger: Logger;
   /** Quiet time after a file event before recompiling (editors write in bursts). */
   debounceMs?: number;
+  /** The channel's destinations: ctx.deliver options none of them follows are refused. Absent = not checked. */
+  destinations?: ReadonlyArray<Pick<DestinationConfig, 'name' | 'type'>>;
 }
 
 export interface TranslatorResult {
@@ -77,9 +81,10 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
   const scriptPath = path.resolve(options.scriptPath);
   const name = path.relative(path.dirname(path.dirname(scriptPath)), scriptPath);
   const debounceMs = options.debounceMs ?? 50;
+  const outputBytes = limits.outputBytes ?? DEFAULT_OUTPUT_BYTES;
   const sandbox = createProcessSandbox({
     channel,
-    limits: { memoryBytes: limits.memoryBytes, timeoutMs: limits.timeoutMs, outputBytes: limits.outputBytes ?? DEFAULT_OUTPUT_BYTES },
+    limits: { memoryBytes: limits.memoryBytes, timeoutMs: limits.timeoutMs, outputBytes },
     logger,
   });
 
@@ -142,10 +147,11 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
       const next = asFerryError(error);
       // Unrelated saves in the folder recompile too: report a failure once, not on every event.
       if (next.code !== failure?.code || next.message !== failure.message) {
-        logger.error(
-          { script: name, code: next.code, err: next },
-          active ? 'script reload failed; the previous version keeps running' : 'script failed to load; its messages will error until it is fixed',
-        );
+        const what = active ? 'script reload failed; the previous version keeps running' : 'script failed to load; its messages will error until it is fixed';
+        // A file that does not compile or exist is the user's to fix, and its message says where
+        // (`channels/x.ts:2:13: Unexpected ";"`); esbuild's and the engine's stacks would only bury it.
+        if (next.code === 'SCRIPT_COMPILE' || next.code === 'SCRIPT_NOT_FOUND') logger.error({ script: name, code: next.code }, `${what}: ${next.message}`);
+        else logger.error({ script: name, code: next.code, err: next }, what);
         failedAt = new Date().toISOString();
       }
       failure = next;
@@ -165,7 +171,8 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
         const cause = failure ?? new FerryError('SCRIPT_COMPILE', `${name} has not loaded`);
         throw new FerryError(cause.code, cause.message, { details: cause.details });
       }
-      return sandbox.run(input);
+      // The engine's own check of what the sandbox answered: the one that counts (check-result.ts).
+      return checkResult(await sandbox.run(input), { script: name, outputBytes, ...(options.destinations ? { destinations: options.destinations } : {}) });
     },
 
     status() {

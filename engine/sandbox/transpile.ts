@@ -121,17 +121,20 @@ const cached = async (file: string): Promise<CompiledScript | undefined> => {
   }
 };
 
+/**
+ * The column an editor shows (1-based, in UTF-16 code units, as tsc counts) for an esbuild location,
+ * whose column is 0-based and counts UTF-8 bytes. In `const s = 'ÄÖÜ'; let x = ;` the last `;` is at
+ * esbuild's column 28 and an editor's 26.
+ */
+export const editorColumn = (location: Pick<esbuild.Location, 'column' | 'lineText'>): number =>
+  Buffer.from(location.lineText, 'utf8').subarray(0, location.column).toString('utf8').length + 1;
+
+/** One esbuild error as one line: `channels/x.ts:2:13: Unexpected ";"`. */
 const formatMessage = (message: esbuild.Message, fallback: string): string => {
-  const where = message.location
-    ? `${message.location.file}:${message.location.line}:${message.location.column + 1}`
-    : fallback;
-  return `${where} ${message.text}`;
+  const where = message.location ? `${message.location.file}:${message.location.line}:${editorColumn(message.location)}` : fallback;
+  return `${where}: ${message.text}`;
 };
 
-/**
- * Bundles a channel script (and what it imports from its folder) into one script for the sandbox.
- * Throws SCRIPT_NOT_FOUND when the file is missing and SCRIPT_COMPILE with `file:line:col` otherwise.
- */
 /** What scripts and the prelude are built as: one self-contained ES2022 script for bare V8. */
 const SANDBOX_BUILD = {
   write: false,
@@ -148,6 +151,11 @@ const SANDBOX_BUILD = {
   logLevel: 'silent',
 } as const satisfies esbuild.BuildOptions;
 
+/**
+ * Bundles a channel script (and what it imports from its folder) into one script for the sandbox.
+ * Throws SCRIPT_NOT_FOUND when the file is missing, and otherwise SCRIPT_COMPILE whose message has a
+ * line `channels/x.ts:LINE:COL: what` for each error (the first 10).
+ */
 export const compileScript = async (file: string): Promise<CompiledScript> => {
   const entry = path.resolve(file);
   const channelsDir = path.dirname(entry);
@@ -188,7 +196,7 @@ export const compileScript = async (file: string): Promise<CompiledScript> => {
     const errors: CompileError[] = messages.map((m) => ({
       file: m.location ? path.resolve(baseDir, m.location.file) : entry,
       line: m.location?.line ?? 0,
-      column: m.location ? m.location.column + 1 : 0,
+      column: m.location ? editorColumn(m.location) : 0,
       message: m.text,
     }));
     throw new FerryError('SCRIPT_COMPILE', lines.join('\n'), { cause: error, details: { file: name, errors } });

@@ -85,7 +85,7 @@ const scriptErrors: Array<{ title: string; files: Record<string, string>; lines:
 }
 `,
     },
-    lines: [`channels/adt.ts:3:9 TS2322: Type 'string' is not assignable to type 'number'.`],
+    lines: [`channels/adt.ts:3:9: TS2322: Type 'string' is not assignable to type 'number'.`],
   },
   {
     title: 'a forbidden import',
@@ -99,8 +99,20 @@ export default function (msg: Message) {
 `,
     },
     lines: [
-      'channels/adt.ts:2:16 import "node:fs" is not allowed: scripts can only import relative files inside the channels folder (e.g. "./lib/helpers.ts"); npm packages, node:* modules and absolute paths are not available in the sandbox',
+      'channels/adt.ts:2:16: import "node:fs" is not allowed: scripts can only import relative files inside the channels folder (e.g. "./lib/helpers.ts"); npm packages, node:* modules and absolute paths are not available in the sandbox',
     ],
+  },
+  {
+    // One line, no stack, and the column an editor shows: 36 (Ferry said 37, from esbuild's 36 in bytes from 0).
+    title: 'a syntax error after non-ASCII text',
+    files: {
+      'adt.ts': `export default function (msg: Message) {
+  const name = 'Müller'; const x = ;
+  return msg;
+}
+`,
+    },
+    lines: ['channels/adt.ts:2:36: Unexpected ";"'],
   },
   {
     title: 'a Node global and a type error in an imported lib file',
@@ -119,8 +131,8 @@ export default function (msg: Message, ctx: Context) {
 `,
     },
     lines: [
-      /^channels\/adt\.ts:4:11 TS2591: Cannot find name 'process'\./,
-      `channels/lib/shout.ts:2:22 TS2345: Argument of type 'number' is not assignable to parameter of type 'string'.`,
+      /^channels\/adt\.ts:4:11: TS2591: Cannot find name 'process'\./,
+      `channels/lib/shout.ts:2:22: TS2345: Argument of type 'number' is not assignable to parameter of type 'string'.`,
     ],
   },
 ];

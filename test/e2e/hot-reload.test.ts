@@ -128,9 +128,10 @@ test('edits take over from the next message; a broken edit keeps the previous ve
   );
   t.is(broken.version, v2.version);
   t.is(broken.error!.code, 'SCRIPT_COMPILE');
-  t.regex(broken.error!.message, /^channels\/adt\.ts:3:\d+ Expected "\)" but found ";"/);
+  // At the ';' of `  msg.set('MSH-5', 'V3';`: column 24, as an editor counts.
+  t.is(broken.error!.message, 'channels/adt.ts:3:24: Expected ")" but found ";"');
   await eventually(
-    () => (engine.output().includes('"msg":"script reload failed; the previous version keeps running"') ? true : undefined),
+    () => (engine.output().includes('"msg":"script reload failed; the previous version keeps running: channels/adt.ts:3:24: Expected \\")\\" but found \\";\\""') ? true : undefined),
     5_000,
     'the reload failure log line',
   );

@@ -125,6 +125,8 @@ const invalid: Array<[string, string, RegExp]> = [
   ['a cert without its key', sending('{ name: c, type: https, url: "https://x/in", cert: certs/clients/a.crt }'), /destinations\[0\]\.cert: a client certificate needs both cert and key/],
   ['a header Ferry sets', sending('{ name: c, type: https, url: "https://x/in", headers: { X-Ferry-Message-Id: x } }'), /headers\.X-Ferry-Message-Id: X-Ferry-Message-Id is set by Ferry/],
   ['an invalid header name', sending('{ name: c, type: https, url: "https://x/in", headers: { "Bad Header": x } }'), /headers\.Bad Header: "Bad Header" is not a valid header name/],
+  ['a framing header', sending('{ name: c, type: https, url: "https://x/in", headers: { Transfer-Encoding: chunked } }'), /headers\.Transfer-Encoding: Transfer-Encoding is set by Ferry/],
+  ['a header value with a line break', sending('{ name: c, type: https, url: "https://x/in", headers: { X-Site: "north\\r\\nHost: evil.example" } }'), /headers\.X-Site: a header value may hold tab, printable ASCII and Latin-1 characters, no line breaks or other control characters/],
   ['a dynamic URL prefix that is not a URL', sending('{ name: c, type: https, url: "https://x/in", allowDynamicUrl: [x.org] }'), /allowDynamicUrl\[0\]: must be an https:\/\/ \(or http:\/\/\) URL prefix/],
 ];
 

@@ -47,19 +47,44 @@ test('ctx.deliver keeps a message from being filtered by a null return', async (
 });
 
 const refused: Array<[string, string, RegExp]> = [
-  ['a URL that is not http(s)', `ctx.deliver('x', { url: 'ftp://x' })`, /url must be an http\(s\):\/\/ URL/],
-  ['an unknown method', `ctx.deliver('x', { url: 'https://x/', method: 'GET' })`, /method must be one of POST, PUT, PATCH, DELETE/],
-  ['a header Ferry sets', `ctx.deliver('x', { headers: { 'X-Ferry-Message-Id': 'forged' } })`, /header X-Ferry-Message-Id is set by Ferry/],
-  ['a header with a line break', `ctx.deliver('x', { headers: { 'X-A': 'a\\r\\nInjected: 1' } })`, /must be a string without line breaks/],
-  ['a bad header name', `ctx.deliver('x', { headers: { 'a b': 'c' } })`, /header name "a b" is not valid/],
+  ['a URL that is not http(s)', `ctx.deliver('x', { url: 'ftp://x' })`, /url must be an http\(s\):\/\/ URL \(got "ftp:\/\/x"\)$/],
+  ['a URL past 8192 characters', `ctx.deliver('x', { url: 'https://x/' + 'a'.repeat(8192) })`, /url is 8202 characters long, more than 8192$/],
+  ['an unknown method', `ctx.deliver('x', { url: 'https://x/', method: 'GET' })`, /method must be one of POST, PUT, PATCH, DELETE \(got "GET"\)$/],
+  ['a header Ferry sets', `ctx.deliver('x', { headers: { 'X-Ferry-Message-Id': 'forged' } })`, /header X-Ferry-Message-Id is set by Ferry$/],
+  ['Host, in any case', `ctx.deliver('x', { headers: { hOsT: 'evil.example' } })`, /header hOsT is set by Ferry$/],
+  ['Transfer-Encoding', `ctx.deliver('x', { headers: { 'Transfer-Encoding': 'chunked' } })`, /header Transfer-Encoding is set by Ferry$/],
+  ['a hop-by-hop header', `ctx.deliver('x', { headers: { Upgrade: 'websocket' } })`, /header Upgrade is set by Ferry$/],
+  ['a header with a line break', `ctx.deliver('x', { headers: { 'X-A': 'a\\r\\nInjected: 1' } })`, /header X-A must be a string without line breaks/],
+  ['a header with a NUL', `ctx.deliver('x', { headers: { 'X-A': 'a\\u0000b' } })`, /header X-A must be a string without line breaks/],
+  ['a header beyond Latin-1', `ctx.deliver('x', { headers: { 'X-A': '5 \\u20ac' } })`, /header X-A must be a string without line breaks or other control characters \(tab, printable ASCII and Latin-1\)$/],
+  ['a header that is not a string', `ctx.deliver('x', { headers: { 'X-A': 5 as never } })`, /header X-A must be a string/],
+  ['headers past 8192 characters', `ctx.deliver('x', { headers: { 'X-A': 'a'.repeat(5000), 'X-B': 'b'.repeat(5000) } })`, /headers are more than 8192 characters in all$/],
+  ['a bad header name', `ctx.deliver('x', { headers: { 'a b': 'c' } })`, /header name "a b" is not valid$/],
+  ['a bad connection id', `ctx.deliver('x', { connectionId: 'a/b' })`, /connectionId must be a WebSocket connection id \(got "a\/b"\)$/],
   ['an unknown option', `ctx.deliver('x', { uri: 'https://x/' } as never)`, /unknown key "uri"/],
-  ['no body', `ctx.deliver(null)`, /ctx.deliver needs a body/],
+  ['no body', `ctx.deliver(null)`, /ctx.deliver needs a body$/],
 ];
 
+// Refused where the script calls ctx.deliver: SCRIPT_BAD_RESULT, naming that line and column.
 for (const [what, call, message] of refused) {
-  test(`ctx.deliver refuses ${what}: the message errors`, async (t) => {
-    const error = await t.throwsAsync<FerryError>(runScript(t, `export default (msg: Message, ctx: Context) => { ${call}; }`));
-    t.is(error!.code, 'SCRIPT_THREW');
+  test(`ctx.deliver refuses ${what}: the message errors at the call`, async (t) => {
+    const code = `export default (msg: Message, ctx: Context) => { ${call}; }`;
+    const error = await t.throwsAsync<FerryError>(runScript(t, code));
+    t.is(error!.code, 'SCRIPT_BAD_RESULT');
+    t.true(error!.message.startsWith(`channels/script.ts:1:${code.indexOf('deliver(') + 1}: ctx.deliver `), error!.message);
     t.regex(error!.message, message);
   });
 }
+
+test('a script that catches the refusal carries on; the refused output is not sent', async (t) => {
+  const result = await runScript(
+    t,
+    `export default (msg: Message, ctx: Context) => {
+      try { ctx.deliver('smuggled', { headers: { Host: 'evil.example' } }); } catch (error) { ctx.log(String(error)); }
+      ctx.deliver('fine', { headers: { 'X-A': '1' } });
+    }`,
+  );
+  t.deepEqual(result.outputs, ['fine']);
+  t.deepEqual(result.meta, [{ headers: { 'X-A': '1' } }]);
+  t.deepEqual(result.logs, [{ level: 'info', message: 'Error: ctx.deliver header Host is set by Ferry' }]);
+});

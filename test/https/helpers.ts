@@ -117,11 +117,13 @@ export const farEnd = async (
   t: ExecutionContext,
   certs: TestCerts,
   answers: Answer[],
-  options: { requireClientCert?: boolean } = {},
+  /** insecureHTTPParser: a lenient far end, as some proxies are, that records what a strict one refuses (Transfer-Encoding next to Content-Length). */
+  options: { requireClientCert?: boolean; insecureHTTPParser?: boolean } = {},
 ): Promise<{ url: string; received: Received[] }> => {
   const received: Received[] = [];
   const server = createHttpsServer(
     {
+      insecureHTTPParser: options.insecureHTTPParser ?? false,
       cert: await readFile(certs.serverCert),
       key: await readFile(certs.serverKey),
       ca: certs.pem.ca,

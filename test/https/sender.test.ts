@@ -243,19 +243,23 @@ test('dynamic URL: meta.url, method and headers are used under allowDynamicUrl; 
   t.is(far.received.length, 1);
 });
 
-test('a header value Node refuses (a character outside Latin-1) is permanent; nothing is sent and the breaker is untouched', async (t) => {
+test('a stored meta with a header Ferry sets (a message log from before the check) is refused, and nothing is sent', async (t) => {
   const far = await farEnd(t, [reply(200)]);
-  const { dest } = sender(t, destination(`${far.url}/in`, { allowDynamicUrl: [`${far.url}/`], circuitBreaker: { failures: 1, cooldownMs: 60_000 } }));
-  // ctx.deliver lets this through (no line break); Node's http refuses it each time the request is made.
-  const error = await t.throwsAsync<FerryError>(dest.send(delivery({ meta: { headers: { 'X-Ward': 'Süd €' } } })));
-  t.is(error!.code, 'DESTINATION_SERIALIZE_FAILED');
-  t.true(error!.permanent);
-  t.is(
-    error!.message,
-    'cannot build the HTTP request headers from this output: TypeError: Invalid character in header content ["X-Ward"]; it would fail the same way on every try',
-  );
+  const { dest } = sender(t, destination(`${far.url}/in`));
+  const forged: Array<[Record<string, string>, string]> = [
+    [{ Host: 'evil.example' }, "the script's ctx.deliver header Host is set by Ferry"],
+    [{ 'transfer-encoding': 'chunked', 'Content-Length': '5' }, "the script's ctx.deliver header transfer-encoding is set by Ferry"],
+    [{ 'X-A': '1\r\nX-Injected: 1' }, "the script's ctx.deliver header X-A must be a string without line breaks or other control characters (tab, printable ASCII and Latin-1)"],
+    // A character Node's http would refuse each time the request is made.
+    [{ 'X-Ward': 'Süd €' }, "the script's ctx.deliver header X-Ward must be a string without line breaks or other control characters (tab, printable ASCII and Latin-1)"],
+  ];
+  for (const [headers, message] of forged) {
+    const error = await t.throwsAsync<FerryError>(dest.send(delivery({ meta: { headers } })));
+    t.is(error!.code, 'SCRIPT_BAD_RESULT');
+    t.true(error!.permanent);
+    t.is(error!.message, message);
+  }
   t.is(far.received.length, 0);
-  t.regex(await dest.send(delivery()), /^HTTP 200/, 'one failure did not open a breaker set to open after one');
 });
 
 test('a missing CA file is a config error at creation', (t) => {

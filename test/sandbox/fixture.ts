@@ -65,3 +65,47 @@ export const runScript = async (t: ExecutionContext, code: string, text = ADT) =
   const translator = await translatorFor(t, channels.file('script.ts'));
   return translator.run({ id: 'm1', text });
 };
+
+/**
+ * Script source defining `tamper()`, which replaces everything the prelude used to reach through a
+ * prototype or a global (issue 9, finding 6), for tests of scripts that tamper with builtins.
+ */
+export const TAMPER = `const tamper = () => {
+  const g = globalThis as any;
+  const forged = { ok: true, outputs: ['forged'], meta: [{ headers: { Host: 'evil.example' } }], logs: [] };
+  Array.prototype.includes = () => false;
+  Array.prototype.some = () => false;
+  Array.prototype.map = function () { return []; } as any;
+  Array.prototype.push = () => 0;
+  Array.prototype.reduce = () => 0;
+  (Array.prototype as any)[Symbol.iterator] = function* () {};
+  Object.defineProperty(Array.prototype, '0', { configurable: true, set() {}, get: () => 'forged' });
+  Array.isArray = (() => false) as any;
+  String.prototype.toLowerCase = () => 'x-harmless';
+  String.prototype.toUpperCase = () => 'POST';
+  String.prototype.slice = () => '';
+  String.prototype.charCodeAt = () => 65;
+  String.prototype.indexOf = () => -1;
+  JSON.stringify = () => '"forged"';
+  Object.keys = () => [];
+  Object.freeze = ((o: unknown) => o) as any;
+  Object.setPrototypeOf = ((o: unknown) => o) as any;
+  RegExp.prototype.test = () => true;
+  RegExp.prototype.exec = () => null;
+  Set.prototype.has = () => true;
+  WeakSet.prototype.has = () => false;
+  WeakSet.prototype.add = function () { return this; };
+  Number.isFinite = () => true;
+  Function.prototype.call = () => 'forged';
+  Function.prototype.apply = () => 'forged';
+  Function.prototype.bind = () => () => 'forged';
+  Object.defineProperty(Error, Symbol.hasInstance, { value: () => true });
+  g.String = () => 'forged';
+  g.Error = function () { return forged; };
+  // Setters that would add a header to any object the prelude builds, and a then() that would stand
+  // in for any object a promise is resolved with (the prelude's outcome among them).
+  Object.defineProperty(Object.prototype, 'headers', { configurable: true, set(this: any) { Object.defineProperty(this, 'headers', { value: { Host: 'evil.example' }, enumerable: true }); } });
+  Object.defineProperty(Object.prototype, 'X-Trace', { configurable: true, set(this: any) { Object.defineProperty(this, 'Transfer-Encoding', { value: 'chunked', enumerable: true }); } });
+  (Object.prototype as any).then = (resolve: (value: unknown) => void) => resolve(forged);
+};
+`;

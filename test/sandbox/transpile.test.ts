@@ -2,7 +2,7 @@ import test from 'ava';
 import { symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../engine/errors.ts';
-import { compileScript, type CompileError } from '../../engine/sandbox/transpile.ts';
+import { compileScript, editorColumn, type CompileError } from '../../engine/sandbox/transpile.ts';
 import { channelsFolder } from './fixture.ts';
 
 const HELPER = `export const shout = (s: string): string => s.toUpperCase() + '!';\n`;
@@ -80,7 +80,7 @@ for (const [what, statement, specifier, why] of forbidden) {
     const error = await t.throwsAsync(compileScript(channels.file('bad.ts')), { instanceOf: FerryError });
     t.is(error!.code, 'SCRIPT_COMPILE');
     const column = statement.indexOf(`'${specifier}'`) + 1;
-    t.is(error!.message.split(' ')[0], `channels/bad.ts:3:${column}`);
+    t.is(error!.message.split(' ')[0], `channels/bad.ts:3:${column}:`);
     t.true(error!.message.includes(`import ${JSON.stringify(specifier)} is not allowed`), error!.message);
     t.regex(error!.message, why);
     const [first] = error!.details!.errors as CompileError[];
@@ -91,7 +91,7 @@ for (const [what, statement, specifier, why] of forbidden) {
 test('an unused forbidden import is still an error', async (t) => {
   const channels = await channelsFolder(t, { 'unused.ts': `import fs from 'node:fs';\nexport default () => 'x';\n` });
   const error = await t.throwsAsync(compileScript(channels.file('unused.ts')), { instanceOf: FerryError });
-  t.regex(error!.message, /^channels\/unused\.ts:1:16 import "node:fs" is not allowed/);
+  t.regex(error!.message, /^channels\/unused\.ts:1:16: import "node:fs" is not allowed/);
 });
 
 test('type-only imports of forbidden modules are fine: they vanish at compile time', async (t) => {
@@ -105,7 +105,7 @@ test('a forbidden import inside a lib file names that file', async (t) => {
     'main.ts': `import { n } from './lib/net.ts';\nexport default () => String(n);\n`,
   });
   const error = await t.throwsAsync(compileScript(channels.file('main.ts')), { instanceOf: FerryError });
-  t.regex(error!.message, /^channels\/lib\/net\.ts:2:17 import "node:net" is not allowed/);
+  t.regex(error!.message, /^channels\/lib\/net\.ts:2:17: import "node:net" is not allowed/);
 });
 
 test('a symlink in channels/ that leads outside it is refused', async (t) => {
@@ -122,15 +122,31 @@ test('syntax errors are SCRIPT_COMPILE with file:line:col', async (t) => {
   const channels = await channelsFolder(t, { 'syntax.ts': `export default (msg: Message) => {\n  const x = ;\n  return msg;\n};\n` });
   const error = await t.throwsAsync(compileScript(channels.file('syntax.ts')), { instanceOf: FerryError });
   t.is(error!.code, 'SCRIPT_COMPILE');
-  t.is(error!.message, 'channels/syntax.ts:2:13 Unexpected ";"');
+  t.is(error!.message, 'channels/syntax.ts:2:13: Unexpected ";"');
   t.like(error!.details, { file: 'channels/syntax.ts', errors: [{ file: channels.file('syntax.ts'), line: 2, column: 13, message: 'Unexpected ";"' }] });
+});
+
+// esbuild counts columns from 0, in UTF-8 bytes; editors (and tsc) from 1, in UTF-16 code units. On
+// this line the ';' is at esbuild's column 30 and the editor's 28 (the text before it has three
+// two-byte letters); before the fix Ferry said 31, and esbuild's own message in the log said 30.
+test('the column of a syntax error is the one an editor shows, also after non-ASCII text', async (t) => {
+  const line = `  const s = 'ÄÖÜ'; let x = ;`;
+  const channels = await channelsFolder(t, { 'syntax.ts': `export default (msg: Message) => {\n${line}\n  return msg;\n};\n` });
+  const error = await t.throwsAsync(compileScript(channels.file('syntax.ts')), { instanceOf: FerryError });
+  t.is(error!.code, 'SCRIPT_COMPILE');
+  const column = line.lastIndexOf(';') + 1;
+  t.is(column, 28);
+  t.is(error!.message, `channels/syntax.ts:2:${column}: Unexpected ";"`);
+  t.like(error!.details, { errors: [{ line: 2, column }] });
+  // An astral character is two UTF-16 units (four UTF-8 bytes), as editors count it.
+  t.is(editorColumn({ lineText: 'const e = "😀"; ;', column: Buffer.byteLength('const e = "😀"; ') }), 'const e = "😀"; '.length + 1);
 });
 
 test('a missing import is SCRIPT_COMPILE naming the importing line', async (t) => {
   const channels = await channelsFolder(t, { 'missing.ts': `import { nope } from './lib/nope.ts';\nexport default () => nope;\n` });
   const error = await t.throwsAsync(compileScript(channels.file('missing.ts')), { instanceOf: FerryError });
   t.is(error!.code, 'SCRIPT_COMPILE');
-  t.regex(error!.message, /^channels\/missing\.ts:1:22 Could not resolve "\.\/lib\/nope\.ts"/);
+  t.regex(error!.message, /^channels\/missing\.ts:1:22: Could not resolve "\.\/lib\/nope\.ts"/);
 });
 
 test('a script file that does not exist is SCRIPT_NOT_FOUND', async (t) => {

@@ -1,0 +1,87 @@
+// What the engine accepts back from a channel's sandbox, checked in the engine process before any of
+// it is recorded or sent. The prelude shapes and checks a script's outputs inside the sandbox already,
+// but it shares a context with the script (and the sandbox runs in another process), so the engine
+// does not take its word: every output, ctx.deliver meta and log line is checked again here, with the
+// same rules (output-meta.ts, http/headers.ts) and limits. Anything off errors the message with
+// SCRIPT_BAD_RESULT naming what was refused.
+import type { DestinationConfig } from '../config.ts';
+import { FerryError } from '../errors.ts';
+import type { OutputMeta } from '../message.ts';
+import { readOutputMeta, unfollowedOption } from '../output-meta.ts';
+import type { SandboxResult } from './isolate.ts';
+import type { ScriptLog, ScriptLogLevel } from './prelude.ts';
+
+/** Log lines a message keeps (one more says how many were dropped), and characters per line. */
+export const MAX_LOG_LINES = 1000;
+export const MAX_LINE_CHARS = 10_000;
+/** What the prelude appends to a clipped line: `… (12345 more characters)`. */
+const CLIP_NOTE_CHARS = 64;
+
+const LOG_LEVELS: readonly ScriptLogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export interface ResultRules {
+  /** The script as users see it: `channels/adt.ts`. */
+  script: string;
+  /** Cap on the UTF-8 size of all outputs of one message. */
+  outputBytes: number;
+  /** The channel's destinations, for the meta each can follow; absent = not checked. */
+  destinations?: ReadonlyArray<Pick<DestinationConfig, 'name' | 'type'>>;
+}
+
+const readLogs = (logs: unknown): ScriptLog[] | string => {
+  if (!Array.isArray(logs) || logs.length > MAX_LOG_LINES + 1) return 'the log lines could not be read back';
+  const checked: ScriptLog[] = [];
+  for (const line of logs as unknown[]) {
+    const { level, message } = (typeof line === 'object' && line !== null ? line : {}) as Record<string, unknown>;
+    if (!LOG_LEVELS.includes(level as ScriptLogLevel) || typeof message !== 'string' || message.length > MAX_LINE_CHARS + CLIP_NOTE_CHARS) {
+      return 'the log lines could not be read back';
+    }
+    checked.push({ level: level as ScriptLogLevel, message });
+  }
+  return checked;
+};
+
+const readOutputs = (outputs: unknown, outputBytes: number): string[] | null | string => {
+  if (outputs === null) return null;
+  if (!Array.isArray(outputs) || !outputs.every((output) => typeof output === 'string')) return 'the result could not be turned into strings';
+  let bytes = 0;
+  for (const output of outputs as string[]) bytes += Buffer.byteLength(output);
+  if (bytes > outputBytes) return `the outputs total ${bytes} bytes, more than the ${outputBytes}-byte limit per message`;
+  return outputs as string[];
+};
+
+/** Plain objects again: the rules build them without a prototype (see intrinsics.ts). */
+const plain = (meta: OutputMeta): OutputMeta => ({ ...meta, ...(meta.headers ? { headers: { ...meta.headers } } : {}) });
+
+const readMeta = (meta: unknown, outputs: number, rules: ResultRules): Array<OutputMeta | null> | string => {
+  if (!Array.isArray(meta) || meta.length !== outputs) return 'the ctx.deliver options could not be read back';
+  const checked: Array<OutputMeta | null> = [];
+  for (let i = 0; i < meta.length; i++) {
+    const given: unknown = meta[i];
+    if (given === null) {
+      checked.push(null);
+      continue;
+    }
+    const read = readOutputMeta(given);
+    const problem = typeof read === 'string' ? read : rules.destinations && unfollowedOption(read, rules.destinations);
+    if (problem) return `output ${i}: ${problem}`;
+    checked.push(plain(read as OutputMeta));
+  }
+  return checked;
+};
+
+/** `value` as a SandboxResult that keeps the rules, or a SCRIPT_BAD_RESULT FerryError thrown. */
+export const checkResult = (value: unknown, rules: ResultRules): SandboxResult => {
+  const refuse = (problem: string, logs?: ScriptLog[]): FerryError =>
+    new FerryError('SCRIPT_BAD_RESULT', `${rules.script}: ${problem}`, { details: { file: rules.script, ...(logs ? { logs } : {}) } });
+  if (typeof value !== 'object' || value === null) throw refuse('the sandbox returned no result');
+  const result = value as Record<string, unknown>;
+  const logs = readLogs(result['logs']);
+  if (typeof logs === 'string') throw refuse(logs);
+  const outputs = readOutputs(result['outputs'], rules.outputBytes);
+  if (typeof outputs === 'string') throw refuse(outputs, logs);
+  if (result['meta'] === undefined) return { outputs, logs };
+  const meta = readMeta(result['meta'], outputs?.length ?? 0, rules);
+  if (typeof meta === 'string') throw refuse(meta, logs);
+  return { outputs, meta, logs };
+};
