@@ -21,6 +21,8 @@ export interface SandboxLimits {
   timeoutMs: number;
   /** Cap on the UTF-8 size of all outputs of one message. */
   outputBytes: number;
+  /** Cap on the number of outputs of one message (scriptLimits.maxOutputs). */
+  maxOutputs: number;
 }
 
 export interface SandboxOptions {
@@ -111,13 +113,22 @@ const isOutputMetaList = (meta: unknown, length: number): meta is Array<OutputMe
         (m.headers === undefined || isStringRecord(m.headers))),
   );
 
-const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number): SandboxResult => {
+const tooManyOutputs = (script: CompiledScript, maxOutputs: number, logs: ScriptLog[]): FerryError =>
+  new FerryError(
+    'SCRIPT_TOO_MANY_OUTPUTS',
+    `${script.name}: more than ${maxOutputs} outputs for one message (returned and ctx.deliver together); nothing was queued. The limit is scriptLimits.maxOutputs in channels.yaml`,
+    { details: { file: script.name, maxOutputs, logs } },
+  );
+
+const toResult = (script: CompiledScript, outcome: Outcome, limits: { memoryLimit: number; maxOutputs: number }): SandboxResult => {
   if (outcome.ok) {
     const { outputs, meta, logs } = outcome;
     // The prelude builds this, but it shares a context with the script; trust the shape only once checked.
     if (outputs !== null && !(Array.isArray(outputs) && outputs.every((o) => typeof o === 'string'))) {
       throw new FerryError('SCRIPT_BAD_RESULT', `${script.name}: the result could not be turned into strings`, { details: { logs } });
     }
+    // The prelude stops at the limit; this is the check the script cannot reach.
+    if (outputs !== null && outputs.length > limits.maxOutputs) throw tooManyOutputs(script, limits.maxOutputs, logs);
     if (meta === undefined) return { outputs, logs };
     if (!isOutputMetaList(meta, outputs?.length ?? 0)) {
       throw new FerryError('SCRIPT_BAD_RESULT', `${script.name}: the ctx.deliver options could not be read back`, { details: { logs } });
@@ -126,10 +137,11 @@ const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number)
   }
   if (outcome.kind === 'threw' && outcome.message.startsWith(ARRAY_BUFFER_REFUSED)) {
     // The isolate's allocator refuses buffers past the memory limit with a catchable RangeError.
-    throw new FerryError('SCRIPT_MEMORY', `${script.name} exceeded its ${memoryLimit} MB memory limit (${outcome.message})`, {
+    throw new FerryError('SCRIPT_MEMORY', `${script.name} exceeded its ${limits.memoryLimit} MB memory limit (${outcome.message})`, {
       details: { file: script.name, logs: outcome.logs },
     });
   }
+  if (outcome.kind === 'too-many-outputs') throw tooManyOutputs(script, limits.maxOutputs, outcome.logs);
   if (outcome.kind === 'bad-result') {
     throw new FerryError('SCRIPT_BAD_RESULT', `${script.name}: ${outcome.message}`, { details: { file: script.name, logs: outcome.logs } });
   }
@@ -138,7 +150,7 @@ const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number)
 
 export const createSandbox = ({ channel, limits, prelude: preludeSource }: SandboxOptions): Sandbox => {
   const memoryLimit = Math.max(8, Math.ceil(limits.memoryBytes / MB));
-  const prepareOptions: PrepareOptions = { channel, outputBytes: limits.outputBytes };
+  const prepareOptions: PrepareOptions = { channel, outputBytes: limits.outputBytes, maxOutputs: limits.maxOutputs };
 
   let isolate: IsolatedVM.Isolate | undefined;
   let prelude: IsolatedVM.Script | undefined;
@@ -294,7 +306,7 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
           // Only a broken prelude gets here: retryable, unlike anything the script itself does.
           throw new FerryError('SANDBOX_FAILED', `the sandbox of ${script.name} returned no outcome`);
         }
-        return toResult(script, outcome, memoryLimit);
+        return toResult(script, outcome, { memoryLimit, maxOutputs: limits.maxOutputs });
       }),
 
     async close() {

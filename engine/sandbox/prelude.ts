@@ -20,6 +20,8 @@ export interface PrepareOptions {
   channel: string;
   /** Cap on the UTF-8 size of all outputs of one message. */
   outputBytes: number;
+  /** Cap on the number of outputs of one message, returned and ctx.deliver calls together. */
+  maxOutputs: number;
 }
 
 /** What one invocation reports; `stack` still holds positions in the bundle (the engine maps them). */
@@ -27,7 +29,9 @@ export type Outcome =
   /** `meta` (only when a ctx.deliver call gave options) runs parallel to `outputs`. */
   | { ok: true; outputs: string[] | null; meta?: Array<OutputMeta | null>; logs: ScriptLog[] }
   | { ok: false; kind: 'threw'; message: string; code: string | undefined; stack: string | undefined; logs: ScriptLog[] }
-  | { ok: false; kind: 'bad-result'; message: string; logs: ScriptLog[] };
+  | { ok: false; kind: 'bad-result'; message: string; logs: ScriptLog[] }
+  /** More than maxOutputs outputs: the engine words the error (isolate.ts), the same as its own check. */
+  | { ok: false; kind: 'too-many-outputs'; logs: ScriptLog[] };
 
 export type Invoke = (input: ScriptInput) => Promise<Outcome>;
 
@@ -140,6 +144,8 @@ Object.defineProperty(globalThis, 'console', {
 });
 
 class BadResult extends Error {}
+/** Thrown as soon as a message's outputs pass maxOutputs, so the rest are never converted or copied out. */
+class TooManyOutputs extends Error {}
 
 const ONE_OUTPUT = 'return a string, the message, a JSON-compatible value, an array of those, or null to filter';
 
@@ -175,15 +181,22 @@ const normalizeOne = (value: unknown, what: string): string => {
   return json;
 };
 
-/** null = filtered. Nulls inside an array are skipped, and an array with nothing left filters too. */
-const normalize = (value: unknown): string[] | null => {
+/**
+ * null = filtered. Nulls inside an array are skipped, and an array with nothing left filters too.
+ * `room`: how many outputs may still be added (maxOutputs less those sent with ctx.deliver).
+ */
+const normalize = (value: unknown, room: number): string[] | null => {
   if (value === null || value === undefined) return null;
-  if (!isArray(value)) return [normalizeOne(value, 'the result')];
+  if (!isArray(value)) {
+    if (room < 1) throw new TooManyOutputs();
+    return [normalizeOne(value, 'the result')];
+  }
   const outputs: string[] = [];
   for (let i = 0; i < value.length; i++) {
     const item: unknown = value[i];
     if (item === null || item === undefined) continue;
     if (isArray(item)) throw new BadResult(`element ${i} of the result is an array; return a flat array of outputs`);
+    if (outputs.length >= room) throw new TooManyOutputs();
     outputs.push(normalizeOne(item, `element ${i} of the result`));
   }
   return outputs.length === 0 ? null : outputs;
@@ -302,6 +315,9 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
     // Outputs a script sent with ctx.deliver: converted when called, so later edits do not change them.
     const delivered: string[] = [];
     const deliveredMeta: Array<OutputMeta | null> = [];
+    // Set once ctx.deliver passes maxOutputs: the message errors even if the script caught the throw.
+    let overflowed = false;
+    const tooMany = (): Outcome => finish({ ok: false, kind: 'too-many-outputs', logs });
     try {
       const msg = createMessage(input.text);
       const ctx = Object.freeze({
@@ -310,6 +326,10 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
         log: (...args: unknown[]) => emit('info', args),
         deliver: (body: unknown, meta?: unknown) => {
           if (body === null || body === undefined) throw new BadResult('ctx.deliver needs a body');
+          if (overflowed || delivered.length >= options.maxOutputs) {
+            overflowed = true;
+            throw new TooManyOutputs(`more than ${options.maxOutputs} outputs for one message`);
+          }
           const text = normalizeOne(body, 'the ctx.deliver body');
           deliveredMeta.push(meta === undefined ? null : checkMeta(meta));
           delivered.push(text);
@@ -317,10 +337,12 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
       });
       value = await handler(msg, ctx);
     } catch (error) {
+      if (overflowed) return tooMany();
       return finish({ ok: false, kind: 'threw', ...describeThrown(error), logs });
     }
+    if (overflowed) return tooMany();
     try {
-      const returned = normalize(value);
+      const returned = normalize(value, options.maxOutputs - delivered.length);
       const outputs = delivered.length === 0 ? returned : [...delivered, ...(returned ?? [])];
       if (outputs) checkSize(outputs, options.outputBytes);
       if (outputs && deliveredMeta.some((m) => m !== null)) {
@@ -330,6 +352,7 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
       return finish({ ok: true, outputs, logs });
     } catch (error) {
       if (error instanceof BadResult) return finish({ ok: false, kind: 'bad-result', message: error.message, logs });
+      if (error instanceof TooManyOutputs) return tooMany();
       // The script's own toJSON() or toString() threw while we converted its result.
       return finish({ ok: false, kind: 'threw', ...describeThrown(error), logs });
     }

@@ -5,6 +5,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { configDefaults } from '../config-schema.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
 import { createProcessSandbox } from './process-sandbox.ts';
@@ -14,6 +15,7 @@ import { compileScript, type CompiledScript } from './transpile.ts';
 export type { ScriptLog, ScriptLogLevel } from './prelude.ts';
 
 export const DEFAULT_OUTPUT_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_OUTPUTS = configDefaults.channel.scriptLimits.maxOutputs;
 
 export interface TranslatorLimits {
   memoryBytes: number;
@@ -21,6 +23,8 @@ export interface TranslatorLimits {
   timeoutMs: number;
   /** Cap on the UTF-8 size of all outputs of one message; DEFAULT_OUTPUT_BYTES when absent. */
   outputBytes?: number;
+  /** Cap on the number of outputs of one message; DEFAULT_MAX_OUTPUTS when absent. */
+  maxOutputs?: number;
 }
 
 export interface TranslatorOptions {
@@ -79,7 +83,12 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
   const debounceMs = options.debounceMs ?? 50;
   const sandbox = createProcessSandbox({
     channel,
-    limits: { memoryBytes: limits.memoryBytes, timeoutMs: limits.timeoutMs, outputBytes: limits.outputBytes ?? DEFAULT_OUTPUT_BYTES },
+    limits: {
+      memoryBytes: limits.memoryBytes,
+      timeoutMs: limits.timeoutMs,
+      outputBytes: limits.outputBytes ?? DEFAULT_OUTPUT_BYTES,
+      maxOutputs: limits.maxOutputs ?? DEFAULT_MAX_OUTPUTS,
+    },
     logger,
   });
 
