@@ -24,6 +24,7 @@ import {
   destinationQueueName,
   inboundQueueName,
   mayRetry,
+  missingJobs,
   requeueAbandoned,
   retryDelay,
   type DeliveryJob,
@@ -227,10 +228,10 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
       const queue = deliveryQueues.get(destination.name)!;
       for (let after: QueuedDelivery | undefined; ; ) {
         const page = store.queuedDeliveries(config.name, destination.name, after, DELIVERY_PAGE);
-        const jobs = await Promise.all(page.map(({ id, output }) => queue.getJob(deliveryJobId(id, destination.name, output))));
-        const missing = page.filter((_, i) => jobs[i] === undefined);
-        if (missing.length > 0) await queue.addBulk(missing.map(({ id, output }) => deliveryJob(id, destination.name, output)));
-        recovered += missing.length;
+        const missing = new Set(await missingJobs(queue, page.map(({ id, output }) => deliveryJobId(id, destination.name, output))));
+        const lost = page.filter(({ id, output }) => missing.has(deliveryJobId(id, destination.name, output)));
+        if (lost.length > 0) await queue.addBulk(lost.map(({ id, output }) => deliveryJob(id, destination.name, output)));
+        recovered += lost.length;
         if (page.length < DELIVERY_PAGE) break;
         after = page.at(-1);
       }

@@ -9,6 +9,7 @@ import {
   destinationQueueName,
   inboundQueueName,
   mayRetry,
+  missingJobs,
   requeueAbandoned,
   retryDelay,
 } from '../engine/queues.ts';
@@ -123,3 +124,14 @@ for (const { taken, page } of [
     t.is(await requeueAbandoned(queue, page), 0);
   });
 }
+
+test('missingJobs: the ids the queue does not hold (never added, or removed as a completed job is)', async (t) => {
+  const redis = await startTestRedis();
+  t.teardown(() => redis.stop());
+  const queue = createQueue<{ n: number }>('present', redisConnectionOptions({ path: redis.path }));
+  t.teardown(() => queue.close());
+  await queue.addBulk([1, 2, 3].map((n) => ({ name: 'job', data: { n }, opts: { jobId: `job${n}` } })));
+  await queue.remove('job2');
+  t.deepEqual(await missingJobs(queue, ['job1', 'job2', 'job3', 'job4']), ['job2', 'job4']);
+  t.deepEqual(await missingJobs(queue, []), []);
+});
