@@ -103,6 +103,8 @@ type ChannelSource = MllpSource | HttpsSource | FileSource;
 const PARALLEL_DELIVERIES = 8;
 /** Delivery jobs queued per round trip to Redis, when a message's are queued and at recovery. */
 const DELIVERY_PAGE = 1_000;
+/** Recovery logs its progress every this many jobs queued again. */
+const RECOVERY_PROGRESS = 100_000;
 const WORKER_ERROR_LOG_INTERVAL_MS = 30_000;
 
 const sourceSummary = (config: ChannelConfig): string => {
@@ -231,6 +233,10 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         const missing = new Set(await missingJobs(queue, page.map(({ id, output }) => deliveryJobId(id, destination.name, output))));
         const lost = page.filter(({ id, output }) => missing.has(deliveryJobId(id, destination.name, output)));
         if (lost.length > 0) await queue.addBulk(lost.map(({ id, output }) => deliveryJob(id, destination.name, output)));
+        // A large backlog takes minutes (~0.1 ms a job): say it is moving.
+        if (Math.floor((recovered + lost.length) / RECOVERY_PROGRESS) > Math.floor(recovered / RECOVERY_PROGRESS)) {
+          logger.info({ destination: destination.name, recovered: recovered + lost.length }, 'queueing again deliveries Redis did not hold');
+        }
         recovered += lost.length;
         if (page.length < DELIVERY_PAGE) break;
         after = page.at(-1);
