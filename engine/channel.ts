@@ -230,8 +230,9 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
       const queue = deliveryQueues.get(destination.name)!;
       for (let after: QueuedDelivery | undefined; ; ) {
         const page = store.queuedDeliveries(config.name, destination.name, after, DELIVERY_PAGE);
-        const missing = new Set(await missingJobs(queue, page.map(({ id, output }) => deliveryJobId(id, destination.name, output))));
-        const lost = page.filter(({ id, output }) => missing.has(deliveryJobId(id, destination.name, output)));
+        const jobIds = page.map(({ id, output }) => deliveryJobId(id, destination.name, output));
+        const missing = new Set(await missingJobs(queue, jobIds));
+        const lost = page.filter((_, i) => missing.has(jobIds[i]!));
         if (lost.length > 0) await queue.addBulk(lost.map(({ id, output }) => deliveryJob(id, destination.name, output)));
         // A large backlog takes minutes (~0.1 ms a job): say it is moving.
         if (Math.floor((recovered + lost.length) / RECOVERY_PROGRESS) > Math.floor(recovered / RECOVERY_PROGRESS)) {

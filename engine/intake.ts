@@ -251,9 +251,9 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
         after = page.at(-1)!.seq;
         // A job's hash exists from the moment it is queued until it completes; by then its message
         // is no longer `received`.
-        const missing = (await missingJobs(queue, page.map(({ id }) => id))).map((id) => ({ id }));
+        const missing = await missingJobs(queue, page.map(({ id }) => id));
         await Promise.all(
-          missing.map(async ({ id }) => {
+          missing.map(async (id) => {
             const message = store.load(id);
             const header = message ? headerOf(decodeAs(message.raw, message.charset)) : undefined;
             const queuedAs = await enqueue.add({ id, dedupeId: dedupeIdOf(header) });

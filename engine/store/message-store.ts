@@ -211,13 +211,14 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectOutputMeta = db.prepare<[string, number], { meta: string | null }>(
     'SELECT meta FROM outputs WHERE message_id = ? AND idx = ?',
   );
-  // Seeks in stages_by_status: a message with a million outputs costs no more than one with one.
-  const hasDestinationStage = db.prepare<[string, Status], { found: number }>(
-    `SELECT EXISTS (SELECT 1 FROM stages WHERE message_id = ? AND status = ? AND stage <> '${TRANSFORM_STAGE}') AS found`,
-  );
-  // (Left to itself the planner walks the primary key in stage order, through every stage.)
-  const firstError = db.prepare<[string], { error: string | null }>(
-    "SELECT error FROM stages INDEXED BY stages_by_status WHERE message_id = ? AND status = 'error' ORDER BY stage LIMIT 1",
+  // What a message's status is derived from, in one statement of index seeks (stages_by_status): a
+  // message with a million outputs costs no more than one with one. Per status, whether any of its
+  // destination stages is in it; the first error by stage name (left to itself, the planner would walk
+  // the primary key in stage order, through every stage).
+  const selectStatusFacts = db.prepare<[{ id: string }], { transform: Status | null; error: string | null } & Record<`has_${Status}`, number>>(
+    `SELECT (SELECT status FROM stages WHERE message_id = @id AND stage = '${TRANSFORM_STAGE}') AS transform,
+       ${statuses.map((s) => `EXISTS (SELECT 1 FROM stages WHERE message_id = @id AND status = '${s}' AND stage <> '${TRANSFORM_STAGE}') AS has_${s},`).join('\n       ')}
+       (SELECT error FROM stages INDEXED BY stages_by_status WHERE message_id = @id AND status = 'error' ORDER BY stage LIMIT 1) AS error`,
   );
   const setStatus = db.prepare('UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?');
   const selectStored = db.prepare<[string], StoredMessage & { received_at: number; control_id: string | null }>(
@@ -273,14 +274,12 @@ export const openMessageStore = (file: string): MessageStore => {
 
   /**
    * Re-derives a message's overall status from its stages, after a stage changed: from the statuses
-   * its destination stages are in (each found by one index seek), not by reading every stage.
+   * its destination stages are in, not by reading every stage.
    */
   const refreshStatus = (id: string, now: number): void => {
-    const transform = selectStage.get(id, TRANSFORM_STAGE)?.status;
-    const destinations = statuses.filter((status) => hasDestinationStage.get(id, status)!.found === 1);
-    const status = deriveStatus(transform, destinations);
-    const error = status === 'error' ? (firstError.get(id)?.error ?? null) : null;
-    setStatus.run(status, error, now, id);
+    const facts = selectStatusFacts.get({ id })!;
+    const status = deriveStatus(facts.transform ?? undefined, statuses.filter((s) => facts[`has_${s}`] === 1));
+    setStatus.run(status, facts.error, now, id);
   };
 
   // Each write is a closure run inside the batch's transaction; a failing closure is retried
