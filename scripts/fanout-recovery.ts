@@ -4,7 +4,8 @@
 // outputs (before scriptLimits.maxOutputs existed), all still to deliver, and a Redis that holds none
 // of their jobs. Builds that data folder through the message store, runs `ferry start` on it as a
 // child process, and reports how long the channel took to queue the deliveries again, the engine's
-// peak resident memory meanwhile (VmHWM), and how another channel's MLLP sender fared from the start.
+// peak resident memory meanwhile (VmHWM), Redis's memory once they are queued, and how another
+// channel's MLLP sender fared from the start.
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { mllpClient } from '../engine/clients/mllp.ts';
 import { readAck } from '../engine/hl7/ack.ts';
 import { openMessageStore } from '../engine/store/message-store.ts';
@@ -104,6 +106,9 @@ while (child.exitCode === null && !(fanoutStartedAt && firstDeliveryAt && perfor
 sending = false;
 await sender;
 clearInterval(sampler);
+const redis = new Redis({ path: path.join(dir, 'data', 'redis', 'redis.sock') });
+const redisUsed = Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))?.[1]);
+redis.disconnect();
 const delivered = (await readdir(path.join(dir, 'out', 'fanout')).catch(() => [])).length;
 child.kill('SIGTERM');
 const code = await new Promise<number | null>((resolve) => child.once('close', (exitCode) => resolve(exitCode)));
@@ -112,7 +117,7 @@ const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 waits.sort((a, b) => a - b);
 console.log(`message log: one message with ${deliveries} outputs still to deliver, none of them in Redis (built in ${s(built)})`);
 console.log(`channel fanout started (deliveries queued again) after ${s(fanoutStartedAt)}; first delivery after ${s(firstDeliveryAt)}; ${delivered} delivered when the run ended`);
-console.log(`engine peak RSS (VmHWM) during the run: ${Math.round(peakKb / 1024)} MB`);
+console.log(`engine peak RSS (VmHWM) during the run: ${Math.round(peakKb / 1024)} MB; Redis used_memory ${Math.round(redisUsed / 1024 / 1024)} MB`);
 console.log(
   `channel other: first AA ${s(firstAckAt)} after start; ${waits.length} AA, ACK wait median ${Math.round(waits[Math.floor(waits.length / 2)] ?? 0)} ms, max ${Math.round(waits.at(-1) ?? 0)} ms`,
 );
