@@ -9,7 +9,11 @@ import type { AdminStore } from './store/admin-store.ts';
 // start and stop never overlap.
 
 export interface ChannelControl {
-  /** At engine start: starts every channel except those saved as stopped; returns those skipped. */
+  /**
+   * At engine start: starts every channel except those saved as stopped, all at once (one channel
+   * catching up on a large backlog must not hold the others' sources closed); returns those
+   * skipped. Rejects with the first failure once every start has finished.
+   */
   startSaved(): Promise<string[]>;
   start(name: string, by: string | null): Promise<Channel>;
   stop(name: string, by: string | null): Promise<Channel>;
@@ -64,15 +68,17 @@ export const channelControl = (deps: {
     async startSaved() {
       const stopped = state.stoppedChannels();
       const skipped: string[] = [];
+      const starts: Array<Promise<void>> = [];
       for (const channel of channels.values()) {
         if (stopped.has(channel.name)) {
           skipped.push(channel.name);
           logger.info({ channel: channel.name }, 'channel left stopped: it was stopped through the admin API');
           continue;
         }
-        await serialized(channel.name, () => channel.start());
-        bus.publish({ kind: 'channel', channel: channel.name });
+        starts.push(serialized(channel.name, () => channel.start()).then(() => bus.publish({ kind: 'channel', channel: channel.name })));
       }
+      const failed = (await Promise.allSettled(starts)).find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
       return skipped;
     },
     start: (name, by) => change(name, 'running', by),

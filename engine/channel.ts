@@ -16,7 +16,7 @@ import { FerryError, describeError, isFerryError, isPermanent } from './errors.t
 import { decodeAs, encodeHl7 } from './hl7/charset.ts';
 import type { HttpsMount } from './http/https-listener.ts';
 import { createIntake, type Intake } from './intake.ts';
-import { TRANSFORM_STAGE, destinationStage, parseDestinationStage, type OutputMeta } from './message.ts';
+import { TRANSFORM_STAGE, destinationStage, type OutputMeta } from './message.ts';
 import {
   createQueue,
   createWorker,
@@ -24,6 +24,7 @@ import {
   destinationQueueName,
   inboundQueueName,
   mayRetry,
+  missingJobs,
   requeueAbandoned,
   retryDelay,
   type DeliveryJob,
@@ -36,7 +37,7 @@ import { mllpSource, type MllpSource } from './sources/mllp.ts';
 import { mllpHandler } from './sources/mllp-handler.ts';
 import { pusherSource } from './sources/pusher.ts';
 import type { PushHub } from './push/hub.ts';
-import type { MessageStore } from './store/message-store.ts';
+import type { MessageStore, QueuedDelivery } from './store/message-store.ts';
 
 // Wires one channel: source → inbound queue → translator → one queue per destination → send.
 // Every hop re-reads content from the message log by id, so each worker can be replayed after a
@@ -107,7 +108,10 @@ type ChannelSource = MllpSource | HttpsSource | FileSource;
 
 /** Concurrent deliveries for `order: parallel`; `fifo` is one at a time. */
 const PARALLEL_DELIVERIES = 8;
-const RESYNC_PAGE = 1_000;
+/** Delivery jobs queued per round trip to Redis, when a message's are queued and at recovery. */
+const DELIVERY_PAGE = 1_000;
+/** Recovery logs its progress every this many jobs queued again. */
+const RECOVERY_PROGRESS = 100_000;
 const WORKER_ERROR_LOG_INTERVAL_MS = 30_000;
 
 const sourceSummary = (config: ChannelConfig): string => {
@@ -197,43 +201,55 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     translator = undefined;
   };
 
-  const enqueueDeliveries = async (id: string, outputs: number): Promise<void> => {
+  const deliveryJob = (id: string, destination: string, output: number) => ({
+    name: 'deliver',
+    data: { id, output },
+    opts: { jobId: deliveryJobId(id, destination, output) },
+  });
+
+  /**
+   * Queues the message's deliveries the log holds as `queued`, a page at a time: a message may have
+   * any number of outputs (an older Ferry had no maxOutputs), and each page's wait for Redis lets the
+   * other channels' work run in between.
+   */
+  const enqueueDeliveries = async (id: string): Promise<void> => {
     for (const destination of config.destinations) {
-      const jobs = [];
-      for (let output = 0; output < outputs; output++) {
-        if (store.stageStatus(id, destinationStage(destination.name, output)) === 'sent') continue;
-        jobs.push({ name: 'deliver', data: { id, output }, opts: { jobId: deliveryJobId(id, destination.name, output) } });
+      const queue = deliveryQueues.get(destination.name)!;
+      for (let after = -1; ; ) {
+        const outputs = store.queuedOutputs(id, destination.name, after, DELIVERY_PAGE);
+        if (outputs.length > 0) await queue.addBulk(outputs.map((output) => deliveryJob(id, destination.name, output)));
+        if (outputs.length < DELIVERY_PAGE) break;
+        after = outputs.at(-1)!;
       }
-      if (jobs.length > 0) await deliveryQueues.get(destination.name)!.addBulk(jobs);
     }
   };
 
   /**
    * Delivery jobs for destination stages the message log holds as `queued` that Redis has lost,
-   * in arrival order. A job exists from the moment a transform queues it until its delivery is
-   * recorded (retries happen inside it), so a missing one was lost, or is about to be added by the
-   * transform that recorded the stage: adding it under the same job id is harmless either way.
+   * in arrival order, a page of deliveries at a time (not of messages: one message may hold a
+   * million). A job exists from the moment a transform queues it until its delivery is recorded
+   * (retries happen inside it), so a missing one was lost, or is about to be added by the transform
+   * that recorded the stage: adding it under the same job id is harmless either way. A destination
+   * no longer in the config has nothing to deliver to.
    */
   const recoverDeliveries = async (): Promise<number> => {
     let recovered = 0;
-    for (let after = 0; ; ) {
-      const page = store.queuedDeliveriesSince(config.name, after, RESYNC_PAGE);
-      if (page.length === 0) break;
-      after = page.at(-1)!.seq;
-      const wanted = page.flatMap(({ id, stage }) => {
-        const target = parseDestinationStage(stage);
-        const queue = target && deliveryQueues.get(target.destination);
-        // A destination no longer in the config has nothing to deliver to.
-        return target && queue ? [{ id, ...target, queue, jobId: deliveryJobId(id, target.destination, target.output) }] : [];
-      });
-      const jobs = await Promise.all(wanted.map((w) => w.queue.getJob(w.jobId)));
-      const missing = wanted.filter((_, i) => jobs[i] === undefined);
-      for (const queue of deliveryQueues.values()) {
-        const jobsFor = missing.filter((m) => m.queue === queue);
-        if (jobsFor.length > 0) await queue.addBulk(jobsFor.map((m) => ({ name: 'deliver', data: { id: m.id, output: m.output }, opts: { jobId: m.jobId } })));
+    for (const destination of config.destinations) {
+      const queue = deliveryQueues.get(destination.name)!;
+      for (let after: QueuedDelivery | undefined; ; ) {
+        const page = store.queuedDeliveries(config.name, destination.name, after, DELIVERY_PAGE);
+        const jobIds = page.map(({ id, output }) => deliveryJobId(id, destination.name, output));
+        const missing = new Set(await missingJobs(queue, jobIds));
+        const lost = page.filter((_, i) => missing.has(jobIds[i]!));
+        if (lost.length > 0) await queue.addBulk(lost.map(({ id, output }) => deliveryJob(id, destination.name, output)));
+        // A large backlog takes minutes (~0.1 ms a job): say it is moving.
+        if (Math.floor((recovered + lost.length) / RECOVERY_PROGRESS) > Math.floor(recovered / RECOVERY_PROGRESS)) {
+          logger.info({ destination: destination.name, recovered: recovered + lost.length }, 'queueing again deliveries Redis did not hold');
+        }
+        recovered += lost.length;
+        if (page.length < DELIVERY_PAGE) break;
+        after = page.at(-1);
       }
-      recovered += missing.length;
-      if (page.length < RESYNC_PAGE) break;
     }
     if (recovered > 0) logger.warn({ recovered }, 'queued deliveries the message log held as queued but Redis did not');
     return recovered;
@@ -254,8 +270,8 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     const done = store.stageStatus(id, TRANSFORM_STAGE);
     if (done === 'filtered' || done === 'error') return;
     if (done === 'transformed') {
-      // Replayed after a crash between recording and queueing: queue what is not yet sent.
-      await enqueueDeliveries(id, store.outputCount(id));
+      // Replayed after a crash between recording and queueing: queue what is still to deliver.
+      await enqueueDeliveries(id);
       return;
     }
 
@@ -289,7 +305,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
       destinations: destinationNames,
       logs,
     });
-    await enqueueDeliveries(id, outputs.length);
+    await enqueueDeliveries(id);
   };
 
   /** Sends one output to one destination, retrying in place so a `fifo` queue keeps its order. */

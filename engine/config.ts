@@ -172,7 +172,8 @@ export interface ChannelConfig {
   source: SourceConfig;
   /** Absolute path of the translator script, or undefined for a pass-through channel. */
   script: string | undefined;
-  scriptLimits: { memoryBytes: number; timeoutMs: number };
+  /** maxOutputs: outputs one message may produce (returned and ctx.deliver together). */
+  scriptLimits: { memoryBytes: number; timeoutMs: number; maxOutputs: number };
   /** Parallel translator jobs for this channel; 1 keeps order. */
   concurrency: number;
   /** Unfinished messages the channel may hold before intake refuses with QUEUE_FULL. */
@@ -941,6 +942,7 @@ function normalize(raw: RawConfig, file: string, dir: string): FerryConfig {
         scriptLimits: {
           memoryBytes: sizeBytes(channel.scriptLimits?.memory ?? defaults.channel.scriptLimits.memory),
           timeoutMs: durationMs(channel.scriptLimits?.timeout ?? defaults.channel.scriptLimits.timeout),
+          maxOutputs: channel.scriptLimits?.maxOutputs ?? defaults.channel.scriptLimits.maxOutputs,
         },
         concurrency: channel.concurrency ?? defaults.channel.concurrency,
         maxQueued: channel.maxQueued ?? defaults.channel.maxQueued,

@@ -48,6 +48,7 @@ export const errorCodes = {
   SCRIPT_TIMEOUT: { permanent: true, summary: 'the script ran past its time limit' },
   SCRIPT_MEMORY: { permanent: true, summary: 'the script exceeded its memory limit' },
   SCRIPT_BAD_RESULT: { permanent: true, summary: 'the script returned something that is not an output, or ctx.deliver options Ferry refuses' },
+  SCRIPT_TOO_MANY_OUTPUTS: { permanent: true, summary: 'the script made more outputs for one message than scriptLimits.maxOutputs allows; nothing was queued' },
   SANDBOX_FAILED: { permanent: false, summary: 'the sandbox itself failed; the message can be retried' },
   SANDBOX_CRASHED: { permanent: true, summary: 'the sandbox process died each time it translated this message; it is not retried' },
 

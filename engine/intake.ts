@@ -5,7 +5,7 @@ import { FerryError, describeError } from './errors.ts';
 import { decodeAs, decodeHl7 } from './hl7/charset.ts';
 import { isAck, readHeader, type Hl7Header } from './hl7/header.ts';
 import { newMessageId } from './ids.ts';
-import type { InboundJob } from './queues.ts';
+import { missingJobs, type InboundJob } from './queues.ts';
 import type { MessageStore } from './store/message-store.ts';
 
 // Intake: the one place a message becomes Ferry's responsibility. It is committed to the message
@@ -251,11 +251,9 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
         after = page.at(-1)!.seq;
         // A job's hash exists from the moment it is queued until it completes; by then its message
         // is no longer `received`.
-        // (Issued together, they go to Redis back to back: one round trip's wait for the page.)
-        const jobs = await Promise.all(page.map(({ id }) => queue.getJob(id)));
-        const missing = page.filter((_, i) => jobs[i] === undefined);
+        const missing = await missingJobs(queue, page.map(({ id }) => id));
         await Promise.all(
-          missing.map(async ({ id }) => {
+          missing.map(async (id) => {
             const message = store.load(id);
             const header = message ? headerOf(decodeAs(message.raw, message.charset)) : undefined;
             const queuedAs = await enqueue.add({ id, dedupeId: dedupeIdOf(header) });

@@ -11,11 +11,6 @@ export const isStatus = (value: string): value is Status => (statuses as readonl
 /** Stage names: the translator's stage, and one stage per destination and output. */
 export const TRANSFORM_STAGE = 'transform';
 export const destinationStage = (destination: string, output: number): string => `${destination}#${output}`;
-/** The destination and output a destination stage names; undefined for the transform stage. */
-export const parseDestinationStage = (stage: string): { destination: string; output: number } | undefined => {
-  const match = /^(.+)#(\d+)$/.exec(stage);
-  return match ? { destination: match[1]!, output: Number(match[2]) } : undefined;
-};
 
 /**
  * Where and how one output is to be sent, as a script chose with `ctx.deliver(body, meta)`;

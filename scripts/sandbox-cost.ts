@@ -15,7 +15,7 @@ import { BENCH_SCRIPT, benchAdt } from './workload.ts';
 
 const { values } = parseArgs({ options: { messages: { type: 'string', default: '5000' } } });
 const MESSAGES = Number(values.messages);
-const LIMITS = { memoryBytes: 64 * 1024 * 1024, timeoutMs: 1000, outputBytes: 16 * 1024 * 1024 };
+const LIMITS = { memoryBytes: 64 * 1024 * 1024, timeoutMs: 1000, outputBytes: 16 * 1024 * 1024, maxOutputs: 1000 };
 
 // The bench's message and translator (scripts/workload.ts).
 const ADT = benchAdt('MSG00001', 1).toString('latin1');

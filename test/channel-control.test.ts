@@ -64,3 +64,36 @@ test('the saved state decides what starts with the engine; a failed start is sti
   t.deepEqual(log, ['a start begin', 'a start end']);
   await t.throwsAsync(control.stop('zzz', 'ada'), { message: 'no channel named zzz' });
 });
+
+test('startSaved starts the channels together: one slow to start (a large backlog to queue again) does not hold the others', async (t) => {
+  const log: string[] = [];
+  let bStarted!: () => void;
+  const afterB = new Promise<void>((resolve) => (bStarted = resolve));
+  // a finishes its start only once b has started: one after the other, this would never end.
+  const a = {
+    name: 'a',
+    start: async () => {
+      log.push('a start begin');
+      await afterB;
+      log.push('a start end');
+    },
+  } as unknown as Channel;
+  const b = {
+    name: 'b',
+    start: async () => {
+      log.push('b start');
+      bStarted();
+    },
+  } as unknown as Channel;
+  const failing = slowChannel('c', log, 1, true);
+  const { control, events } = await setup(t, [a, b]);
+  t.deepEqual(await control.startSaved(), []);
+  t.deepEqual(log, ['a start begin', 'b start', 'a start end']);
+  t.deepEqual(events.map((e) => e.kind === 'channel' && e.channel).sort(), ['a', 'b']);
+
+  // A failed start fails startSaved, once the others have finished theirs.
+  log.length = 0;
+  const { control: withFailure } = await setup(t, [failing, slowChannel('d', log, 50)]);
+  await t.throwsAsync(withFailure.startSaved(), { message: 'port taken' });
+  t.true(log.includes('d start end'));
+});

@@ -81,7 +81,7 @@ test('the documented example parses to the exact normalized config', async (t) =
           maxConnectionsPerAddress: 10,
         },
         script: join(dir, 'channels/adt-archive.ts'),
-        scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000 },
+        scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000, maxOutputs: 1000 },
         concurrency: 1,
         maxQueued: 100_000,
         dedupe: undefined,
@@ -94,7 +94,7 @@ test('the documented example parses to the exact normalized config', async (t) =
         name: 'lab-feed',
         source: { type: 'channel' },
         script: undefined,
-        scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000 },
+        scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000, maxOutputs: 1000 },
         concurrency: 1,
         maxQueued: 100_000,
         dedupe: undefined,
@@ -127,7 +127,7 @@ test('every optional key takes its default', async (t) => {
       name: 'a',
       source: { type: 'mllp', host: '127.0.0.1', port: 6661, maxFrameBytes: 1024 ** 2, idleTimeoutMs: 300_000, maxConnections: 100, maxConnectionsPerAddress: 10 },
       script: undefined,
-      scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000 },
+      scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000, maxOutputs: 1000 },
       concurrency: 1,
       maxQueued: 100_000,
       dedupe: undefined,
@@ -148,7 +148,7 @@ test('every key can be set', async (t) => {
 channels:
   - name: adt_2
     source: { type: mllp, host: 0.0.0.0, port: 2575, maxFrameSize: 4MB, idleTimeout: 30s, maxConnections: 8, maxConnectionsPerAddress: 4 }
-    scriptLimits: { memory: 128MB, timeout: 250ms }
+    scriptLimits: { memory: 128MB, timeout: 250ms, maxOutputs: 5000 }
     concurrency: 4
     destinations:
       - name: files
@@ -175,7 +175,7 @@ channels:
     name: 'adt_2',
     source: { type: 'mllp', host: '0.0.0.0', port: 2575, maxFrameBytes: 4 * 1024 ** 2, idleTimeoutMs: 30_000, maxConnections: 8, maxConnectionsPerAddress: 4 },
     script: undefined,
-    scriptLimits: { memoryBytes: 128 * 1024 ** 2, timeoutMs: 250 },
+    scriptLimits: { memoryBytes: 128 * 1024 ** 2, timeoutMs: 250, maxOutputs: 5000 },
     concurrency: 4,
     maxQueued: 100_000,
     dedupe: undefined,
@@ -388,6 +388,11 @@ const mistakes: Array<{ kind: string; text: string; code?: ErrorCode; message: s
     kind: 'script memory below the minimum',
     text: 'channels:\n  - name: a\n    source: { type: channel }\n    scriptLimits: { memory: 4MB }\n    destinations: [{ name: d, type: file, dir: out }]\n',
     message: 'channels.yaml:4:29 channels[0].scriptLimits.memory: must be at least 8MB (got "4MB")',
+  },
+  {
+    kind: 'maxOutputs above its maximum',
+    text: 'channels:\n  - name: a\n    source: { type: channel }\n    scriptLimits: { maxOutputs: 20000 }\n    destinations: [{ name: d, type: file, dir: out }]\n',
+    message: 'channels.yaml:4:33 channels[0].scriptLimits.maxOutputs: must be at most 10000 (got 20000)',
   },
   {
     kind: 'bad filename token',

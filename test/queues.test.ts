@@ -9,6 +9,7 @@ import {
   destinationQueueName,
   inboundQueueName,
   mayRetry,
+  missingJobs,
   requeueAbandoned,
   retryDelay,
 } from '../engine/queues.ts';
@@ -83,37 +84,54 @@ test('queue names and delivery job ids', (t) => {
   t.false(id.includes(':'), 'BullMQ forbids ":" in custom job ids');
 });
 
-test('requeueAbandoned: jobs a dead worker left active go back to the head of the queue, in order', async (t) => {
+// Paged (2 at a time) as well as whole: the order must come out the same.
+for (const { taken, page } of [
+  { taken: 2, page: undefined },
+  { taken: 5, page: 2 },
+]) {
+  test(`requeueAbandoned: jobs a dead worker left active go back to the head of the queue, in order (${taken} jobs, ${page ? `pages of ${page}` : 'one page'})`, async (t) => {
+    const redis = await startTestRedis();
+    t.teardown(() => redis.stop());
+    const connection = redisConnectionOptions({ path: redis.path });
+    const queue = createQueue<{ n: number }>('abandoned', connection);
+    t.teardown(() => queue.close());
+    const all = [1, 2, 3, 4, 5, 6, 7];
+    await queue.addBulk(all.map((n) => ({ name: 'job', data: { n }, opts: { jobId: `job${n}` } })));
+
+    // A worker takes some jobs and dies holding them (their locks are still valid for lockDuration).
+    const dead = new Worker('abandoned', null, { connection, prefix: QUEUE_PREFIX, concurrency: taken, lockDuration: 60_000 });
+    t.teardown(() => dead.close(true));
+    for (let n = 1; n <= taken; n++) t.is((await dead.getNextJob('dead-token'))?.id, `job${n}`);
+    t.is(await queue.getActiveCount(), taken);
+
+    t.is(await requeueAbandoned(queue, page), taken);
+    t.is(await queue.getActiveCount(), 0);
+
+    // A new worker gets them first, in their original order, before the jobs behind them.
+    const order: number[] = [];
+    const worker = createWorker<{ n: number }>(
+      'abandoned',
+      async (job) => {
+        order.push(job.data.n);
+      },
+      { concurrency: 1, connection },
+    );
+    t.teardown(() => worker.close());
+    void worker.run();
+    const deadline = Date.now() + 10_000;
+    while (order.length < all.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    t.deepEqual(order, all);
+    t.is(await requeueAbandoned(queue, page), 0);
+  });
+}
+
+test('missingJobs: the ids the queue does not hold (never added, or removed as a completed job is)', async (t) => {
   const redis = await startTestRedis();
   t.teardown(() => redis.stop());
-  const connection = redisConnectionOptions({ path: redis.path });
-  const queue = createQueue<{ n: number }>('abandoned', connection);
+  const queue = createQueue<{ n: number }>('present', redisConnectionOptions({ path: redis.path }));
   t.teardown(() => queue.close());
-  await queue.addBulk([1, 2, 3, 4].map((n) => ({ name: 'job', data: { n }, opts: { jobId: `job${n}` } })));
-
-  // A worker takes two jobs and dies holding them (their locks are still valid for lockDuration).
-  const dead = new Worker('abandoned', null, { connection, prefix: QUEUE_PREFIX, concurrency: 2, lockDuration: 60_000 });
-  t.teardown(() => dead.close(true));
-  t.is((await dead.getNextJob('dead-token'))?.id, 'job1');
-  t.is((await dead.getNextJob('dead-token'))?.id, 'job2');
-  t.is(await queue.getActiveCount(), 2);
-
-  t.is(await requeueAbandoned(queue), 2);
-  t.is(await queue.getActiveCount(), 0);
-
-  // A new worker gets them first, in their original order, before the jobs behind them.
-  const order: number[] = [];
-  const worker = createWorker<{ n: number }>(
-    'abandoned',
-    async (job) => {
-      order.push(job.data.n);
-    },
-    { concurrency: 1, connection },
-  );
-  t.teardown(() => worker.close());
-  void worker.run();
-  const deadline = Date.now() + 10_000;
-  while (order.length < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-  t.deepEqual(order, [1, 2, 3, 4]);
-  t.is(await requeueAbandoned(queue), 0);
+  await queue.addBulk([1, 2, 3].map((n) => ({ name: 'job', data: { n }, opts: { jobId: `job${n}` } })));
+  await queue.remove('job2');
+  t.deepEqual(await missingJobs(queue, ['job1', 'job2', 'job3', 'job4']), ['job2', 'job4']);
+  t.deepEqual(await missingJobs(queue, []), []);
 });

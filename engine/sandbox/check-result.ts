@@ -24,6 +24,8 @@ export interface ResultRules {
   script: string;
   /** Cap on the UTF-8 size of all outputs of one message. */
   outputBytes: number;
+  /** Cap on the number of outputs of one message (scriptLimits.maxOutputs). */
+  maxOutputs: number;
   /** The channel's destinations, for the meta each can follow; absent = not checked. */
   destinations?: ReadonlyArray<Pick<DestinationConfig, 'name' | 'type'>>;
 }
@@ -70,6 +72,14 @@ const readMeta = (meta: unknown, outputs: number, rules: ResultRules): Array<Out
   return checked;
 };
 
+/** The error for a message with more outputs than its channel allows (the prelude's outcome, or this file's own check). */
+export const tooManyOutputs = (script: string, maxOutputs: number, logs: ScriptLog[]): FerryError =>
+  new FerryError(
+    'SCRIPT_TOO_MANY_OUTPUTS',
+    `${script}: more than ${maxOutputs} outputs for one message (returned and ctx.deliver together); nothing was queued. The limit is scriptLimits.maxOutputs in channels.yaml`,
+    { details: { file: script, maxOutputs, logs } },
+  );
+
 /** `value` as a SandboxResult that keeps the rules, or a SCRIPT_BAD_RESULT FerryError thrown. */
 export const checkResult = (value: unknown, rules: ResultRules): SandboxResult => {
   const refuse = (problem: string, logs?: ScriptLog[]): FerryError =>
@@ -78,6 +88,8 @@ export const checkResult = (value: unknown, rules: ResultRules): SandboxResult =
   const result = value as Record<string, unknown>;
   const logs = readLogs(result['logs']);
   if (typeof logs === 'string') throw refuse(logs);
+  // The prelude stops at the limit; this is the check the script cannot reach.
+  if (Array.isArray(result['outputs']) && result['outputs'].length > rules.maxOutputs) throw tooManyOutputs(rules.script, rules.maxOutputs, logs);
   const outputs = readOutputs(result['outputs'], rules.outputBytes);
   if (typeof outputs === 'string') throw refuse(outputs, logs);
   if (result['meta'] === undefined) return { outputs, logs };

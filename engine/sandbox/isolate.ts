@@ -15,12 +15,15 @@ import { FerryError } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
 import type { Invoke, Outcome, PrepareOptions, ScriptInput, ScriptLog } from './prelude.ts';
 import type { CompiledScript, SourceLocation } from './transpile.ts';
+import { tooManyOutputs } from './check-result.ts';
 
 export interface SandboxLimits {
   memoryBytes: number;
   timeoutMs: number;
   /** Cap on the UTF-8 size of all outputs of one message. */
   outputBytes: number;
+  /** Cap on the number of outputs of one message (scriptLimits.maxOutputs). */
+  maxOutputs: number;
 }
 
 export interface SandboxOptions {
@@ -106,7 +109,7 @@ const located = (
 const threw = (script: CompiledScript, message: string, stack: string | undefined, extra: Record<string, unknown>): FerryError =>
   located('SCRIPT_THREW', script, message, stack, extra);
 
-const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number): SandboxResult => {
+const toResult = (script: CompiledScript, outcome: Outcome, limits: { memoryLimit: number; maxOutputs: number }): SandboxResult => {
   if (outcome.ok) {
     // Passed on as it came: the engine checks all of it (check-result.ts) before it records anything.
     const { outputs, meta, logs } = outcome;
@@ -114,10 +117,11 @@ const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number)
   }
   if (outcome.kind === 'threw' && outcome.message.startsWith(ARRAY_BUFFER_REFUSED)) {
     // The isolate's allocator refuses buffers past the memory limit with a catchable RangeError.
-    throw new FerryError('SCRIPT_MEMORY', `${script.name} exceeded its ${memoryLimit} MB memory limit (${outcome.message})`, {
+    throw new FerryError('SCRIPT_MEMORY', `${script.name} exceeded its ${limits.memoryLimit} MB memory limit (${outcome.message})`, {
       details: { file: script.name, logs: outcome.logs },
     });
   }
+  if (outcome.kind === 'too-many-outputs') throw tooManyOutputs(script.name, limits.maxOutputs, outcome.logs);
   if (outcome.kind === 'bad-result') {
     // Refused where the script called (ctx.deliver): that line; refused after it returned: the file.
     throw located('SCRIPT_BAD_RESULT', script, outcome.message, outcome.stack, { logs: outcome.logs });
@@ -127,7 +131,7 @@ const toResult = (script: CompiledScript, outcome: Outcome, memoryLimit: number)
 
 export const createSandbox = ({ channel, limits, prelude: preludeSource }: SandboxOptions): Sandbox => {
   const memoryLimit = Math.max(8, Math.ceil(limits.memoryBytes / MB));
-  const prepareOptions: PrepareOptions = { channel, outputBytes: limits.outputBytes };
+  const prepareOptions: PrepareOptions = { channel, outputBytes: limits.outputBytes, maxOutputs: limits.maxOutputs };
 
   let isolate: IsolatedVM.Isolate | undefined;
   let prelude: IsolatedVM.Script | undefined;
@@ -283,7 +287,7 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
           // Only a broken prelude gets here: retryable, unlike anything the script itself does.
           throw new FerryError('SANDBOX_FAILED', `the sandbox of ${script.name} returned no outcome`);
         }
-        return toResult(script, outcome, memoryLimit);
+        return toResult(script, outcome, { memoryLimit, maxOutputs: limits.maxOutputs });
       }),
 
     async close() {

@@ -59,6 +59,8 @@ export interface PrepareOptions {
   channel: string;
   /** Cap on the UTF-8 size of all outputs of one message. */
   outputBytes: number;
+  /** Cap on the number of outputs of one message, returned and ctx.deliver calls together. */
+  maxOutputs: number;
 }
 
 /** What one invocation reports; `stack` still holds positions in the bundle (the engine maps them). */
@@ -67,7 +69,9 @@ export type Outcome =
   | { ok: true; outputs: string[] | null; meta?: Array<OutputMeta | null>; logs: ScriptLog[] }
   | { ok: false; kind: 'threw'; message: string; code: string | undefined; stack: string | undefined; logs: ScriptLog[] }
   /** `stack` when the script called something that refused (ctx.deliver), so the engine names its line. */
-  | { ok: false; kind: 'bad-result'; message: string; stack?: string | undefined; logs: ScriptLog[] };
+  | { ok: false; kind: 'bad-result'; message: string; stack?: string | undefined; logs: ScriptLog[] }
+  /** More than maxOutputs outputs: the engine words the error (isolate.ts), the same as its own check. */
+  | { ok: false; kind: 'too-many-outputs'; logs: ScriptLog[] };
 
 export type Invoke = (input: ScriptInput) => Promise<Outcome>;
 
@@ -207,6 +211,17 @@ const badResult = (message: string): Error => {
 
 const isBadResult = (error: unknown): error is Error => typeof error === 'object' && error !== null && inWeakSet(badResults, error);
 
+/** Thrown as soon as a message's outputs pass maxOutputs, so the rest are never converted or copied out. */
+const tooManyOutputsErrors = new WeakSetClass<object>();
+
+const tooManyOutputs = (message: string): Error => {
+  const error = new ErrorClass(message);
+  addToWeakSet(tooManyOutputsErrors, error);
+  return error;
+};
+
+const isTooManyOutputs = (error: unknown): boolean => typeof error === 'object' && error !== null && inWeakSet(tooManyOutputsErrors, error);
+
 const ONE_OUTPUT = 'return a string, the message, a JSON-compatible value, an array of those, or null to filter';
 
 const reasonOf = (error: unknown): string => (isInstance(error, ErrorClass) ? firstLine(StringOf((error as Error).message)) : StringOf(error));
@@ -241,11 +256,15 @@ const normalizeOne = (value: unknown, what: string): string => {
   return json;
 };
 
-/** null = filtered. Nulls inside an array are skipped, and an array with nothing left filters too. */
-const normalize = (value: unknown): string[] | null => {
+/**
+ * null = filtered. Nulls inside an array are skipped, and an array with nothing left filters too.
+ * `room`: how many outputs may still be added (maxOutputs less those sent with ctx.deliver).
+ */
+const normalize = (value: unknown, room: number): string[] | null => {
   if (value === null || value === undefined) return null;
   const outputs = list<string>();
   if (!isArray(value)) {
+    if (room < 1) throw tooManyOutputs('too many outputs');
     outputs[0] = normalizeOne(value, 'the result');
     return outputs;
   }
@@ -253,6 +272,7 @@ const normalize = (value: unknown): string[] | null => {
     const item: unknown = value[i];
     if (item === null || item === undefined) continue;
     if (isArray(item)) throw badResult(`element ${i} of the result is an array; return a flat array of outputs`);
+    if (outputs.length >= room) throw tooManyOutputs('too many outputs');
     outputs[outputs.length] = normalizeOne(item, `element ${i} of the result`);
   }
   return outputs.length === 0 ? null : outputs;
@@ -329,7 +349,7 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
       ? 'the script has no default export; write `export default function (msg: Message, ctx: Context) { … }`'
       : `the default export is a ${handler === null ? 'null' : typeof handler}, not a function`;
   }
-  const { channel, outputBytes } = options;
+  const { channel, outputBytes, maxOutputs } = options;
   return async (input) => {
     const { id, text } = input;
     const logs = list<ScriptLog>();
@@ -345,6 +365,9 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
     const delivered = list<string>();
     const deliveredMeta = list<OutputMeta | null>();
     let anyMeta = false;
+    // Set once ctx.deliver passes maxOutputs: the message errors even if the script caught the throw.
+    let overflowed = false;
+    const tooMany = (): Outcome => finish({ ok: false, kind: 'too-many-outputs', logs });
     try {
       const msg = createMessage(text);
       const ctx = freeze({
@@ -353,6 +376,10 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
         log: (...args: unknown[]) => emit('info', args),
         deliver: (body: unknown, meta?: unknown) => {
           if (body === null || body === undefined) throw badResult('ctx.deliver needs a body');
+          if (overflowed || delivered.length >= maxOutputs) {
+            overflowed = true;
+            throw tooManyOutputs(`more than ${maxOutputs} outputs for one message`);
+          }
           const output = normalizeOne(body, 'the ctx.deliver body');
           let checked: OutputMeta | null = null;
           if (meta !== undefined) {
@@ -370,10 +397,12 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
       // script may have put on Object.prototype to stand in for its result.
       if (isInstance(value, PromiseClass)) value = await value;
     } catch (error) {
+      if (overflowed) return tooMany();
       return finish(failed(error, logs));
     }
+    if (overflowed) return tooMany();
     try {
-      const returned = normalize(value);
+      const returned = normalize(value, maxOutputs - delivered.length);
       let outputs = returned;
       if (delivered.length > 0) {
         outputs = list<string>();
@@ -387,6 +416,7 @@ export const prepare = (exports: unknown, options: PrepareOptions): Invoke | str
       if (returned) for (let i = 0; i < returned.length; i++) meta[meta.length] = null;
       return finish({ ok: true, outputs, meta, logs });
     } catch (error) {
+      if (isTooManyOutputs(error)) return tooMany();
       // A refusal, or the script's own toJSON() or toString() threw while we converted its result.
       return finish(failed(error, logs));
     }

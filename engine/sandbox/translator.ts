@@ -6,6 +6,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { DestinationConfig } from '../config.ts';
+import { configDefaults } from '../config-schema.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
 import { checkResult } from './check-result.ts';
@@ -16,6 +17,7 @@ import { compileScript, type CompiledScript } from './transpile.ts';
 export type { ScriptLog, ScriptLogLevel } from './prelude.ts';
 
 export const DEFAULT_OUTPUT_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_OUTPUTS = configDefaults.channel.scriptLimits.maxOutputs;
 
 export interface TranslatorLimits {
   memoryBytes: number;
@@ -23,6 +25,8 @@ export interface TranslatorLimits {
   timeoutMs: number;
   /** Cap on the UTF-8 size of all outputs of one message; DEFAULT_OUTPUT_BYTES when absent. */
   outputBytes?: number;
+  /** Cap on the number of outputs of one message; DEFAULT_MAX_OUTPUTS when absent. */
+  maxOutputs?: number;
 }
 
 export interface TranslatorOptions {
@@ -82,9 +86,10 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
   const name = path.relative(path.dirname(path.dirname(scriptPath)), scriptPath);
   const debounceMs = options.debounceMs ?? 50;
   const outputBytes = limits.outputBytes ?? DEFAULT_OUTPUT_BYTES;
+  const maxOutputs = limits.maxOutputs ?? DEFAULT_MAX_OUTPUTS;
   const sandbox = createProcessSandbox({
     channel,
-    limits: { memoryBytes: limits.memoryBytes, timeoutMs: limits.timeoutMs, outputBytes },
+    limits: { memoryBytes: limits.memoryBytes, timeoutMs: limits.timeoutMs, outputBytes, maxOutputs },
     logger,
   });
 
@@ -172,7 +177,7 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
         throw new FerryError(cause.code, cause.message, { details: cause.details });
       }
       // The engine's own check of what the sandbox answered: the one that counts (check-result.ts).
-      return checkResult(await sandbox.run(input), { script: name, outputBytes, ...(options.destinations ? { destinations: options.destinations } : {}) });
+      return checkResult(await sandbox.run(input), { script: name, outputBytes, maxOutputs, ...(options.destinations ? { destinations: options.destinations } : {}) });
     },
 
     status() {

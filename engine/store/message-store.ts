@@ -76,6 +76,14 @@ export interface MessageQuery {
 
 export type ChannelCounts = Record<Status, number> & { total: number };
 
+/** One delivery of one output; a page of them continues after the last one of the page before. */
+export interface QueuedDelivery {
+  /** The message's place in arrival order. */
+  seq: number;
+  id: string;
+  output: number;
+}
+
 export interface MessageStore {
   /** Records an accepted message; false if a message with this id was already recorded. */
   receive(message: ReceivedMessage): Promise<boolean>;
@@ -92,15 +100,18 @@ export interface MessageStore {
   /** The channel's messages still `received`, after `afterSeq` in arrival order (for recovery at start). */
   receivedSince(channel: string, afterSeq: number, limit: number): Array<{ seq: number; id: string }>;
   /**
-   * The destination stages still `queued` of the channel's next `limit` unfinished messages after
-   * `afterSeq`, in arrival order (for recovery of delivery jobs Redis lost).
+   * The next `limit` deliveries to `destination` still `queued` in the channel's unfinished
+   * messages, after `after` (the last of the previous page; undefined: from the start), in arrival
+   * order then output order (for recovery of delivery jobs Redis lost). Pages by delivery, not by
+   * message: one message may hold any number of outputs.
    */
-  queuedDeliveriesSince(channel: string, afterSeq: number, limit: number): Array<{ seq: number; id: string; stage: string }>;
+  queuedDeliveries(channel: string, destination: string, after: QueuedDelivery | undefined, limit: number): QueuedDelivery[];
+  /** Message `id`'s next `limit` outputs after `afterOutput` whose delivery to `destination` is still `queued`, in order. */
+  queuedOutputs(id: string, destination: string, afterOutput: number, limit: number): number[];
   load(id: string): StoredMessage | undefined;
   output(id: string, index: number): Buffer | undefined;
   /** What ctx.deliver chose for an output; undefined when nothing was chosen. */
   outputMeta(id: string, index: number): OutputMeta | undefined;
-  outputCount(id: string): number;
   stageStatus(id: string, stage: string): Status | undefined;
   get(id: string): MessageDetail | undefined;
   summary(id: string): MessageSummary | undefined;
@@ -200,8 +211,14 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectOutputMeta = db.prepare<[string, number], { meta: string | null }>(
     'SELECT meta FROM outputs WHERE message_id = ? AND idx = ?',
   );
-  const stagesOf = db.prepare<[string], { stage: string; status: Status; error: string | null }>(
-    'SELECT stage, status, error FROM stages WHERE message_id = ?',
+  // What a message's status is derived from, in one statement of index seeks (stages_by_status): a
+  // message with a million outputs costs no more than one with one. Per status, whether any of its
+  // destination stages is in it; the first error by stage name (left to itself, the planner would walk
+  // the primary key in stage order, through every stage).
+  const selectStatusFacts = db.prepare<[{ id: string }], { transform: Status | null; error: string | null } & Record<`has_${Status}`, number>>(
+    `SELECT (SELECT status FROM stages WHERE message_id = @id AND stage = '${TRANSFORM_STAGE}') AS transform,
+       ${statuses.map((s) => `EXISTS (SELECT 1 FROM stages WHERE message_id = @id AND status = '${s}' AND stage <> '${TRANSFORM_STAGE}') AS has_${s},`).join('\n       ')}
+       (SELECT error FROM stages INDEXED BY stages_by_status WHERE message_id = @id AND status = 'error' ORDER BY stage LIMIT 1) AS error`,
   );
   const setStatus = db.prepare('UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?');
   const selectStored = db.prepare<[string], StoredMessage & { received_at: number; control_id: string | null }>(
@@ -210,7 +227,6 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectOutput = db.prepare<[string, number], { content: Buffer }>(
     'SELECT content FROM outputs WHERE message_id = ? AND idx = ?',
   );
-  const countOutputs = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM outputs WHERE message_id = ?');
   const selectStage = db.prepare<[string, string], { status: Status }>(
     'SELECT status FROM stages WHERE message_id = ? AND stage = ?',
   );
@@ -236,26 +252,34 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectReceived = db.prepare<[string, number, number], { seq: number; id: string }>(
     "SELECT seq, id FROM messages WHERE status = 'received' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?",
   );
-  // Paged by message, so that a page never ends between two stages of one message.
-  const selectQueuedDeliveries = db.prepare<[string, number, number], { seq: number; id: string; stage: string }>(
-    `SELECT m.seq, m.id, s.stage FROM
-       (SELECT seq, id FROM messages WHERE status = 'queued' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?) AS m
-       JOIN stages AS s ON s.message_id = m.id AND s.status = 'queued' AND s.stage <> '${TRANSFORM_STAGE}'
-     ORDER BY m.seq, s.stage`,
+  // Both walk outputs in index order and look each one's stage up by key (the stage name is
+  // `<destination>#<output>`), so a page costs `limit` steps wherever it starts in a message.
+  const selectQueuedOutputs = db.prepare<{ id: string; prefix: string; after: number; limit: number }, { output: number }>(
+    `SELECT o.idx AS output FROM outputs AS o
+       JOIN stages AS s ON s.message_id = o.message_id AND s.stage = @prefix || o.idx
+     WHERE o.message_id = @id AND o.idx > @after AND s.status = 'queued'
+     ORDER BY o.idx LIMIT @limit`,
+  );
+  const selectQueuedDeliveries = db.prepare<{ channel: string; prefix: string; afterSeq: number; limit: number }, QueuedDelivery>(
+    `SELECT m.seq, m.id, o.idx AS output FROM messages AS m
+       JOIN outputs AS o ON o.message_id = m.id
+       JOIN stages AS s ON s.message_id = o.message_id AND s.stage = @prefix || o.idx
+     WHERE m.status = 'queued' AND m.channel = @channel AND m.seq > @afterSeq AND s.status = 'queued'
+     ORDER BY m.seq, o.idx LIMIT @limit`,
   );
   const purgeBatch = db.prepare(
     `DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE received_at < ?
        AND status IN ('sent', 'filtered', 'error') LIMIT 1000)`,
   );
 
-  /** Re-derives a message's overall status from its stages, after a stage changed. */
+  /**
+   * Re-derives a message's overall status from its stages, after a stage changed: from the statuses
+   * its destination stages are in, not by reading every stage.
+   */
   const refreshStatus = (id: string, now: number): void => {
-    const stages = stagesOf.all(id);
-    const transform = stages.find((s) => s.stage === TRANSFORM_STAGE);
-    const destinations = stages.filter((s) => s.stage !== TRANSFORM_STAGE);
-    const status = deriveStatus(transform?.status, destinations.map((s) => s.status));
-    const error = stages.find((s) => s.status === 'error')?.error ?? null;
-    setStatus.run(status, error, now, id);
+    const facts = selectStatusFacts.get({ id })!;
+    const status = deriveStatus(facts.transform ?? undefined, statuses.filter((s) => facts[`has_${s}`] === 1));
+    setStatus.run(status, facts.error, now, id);
   };
 
   // Each write is a closure run inside the batch's transaction; a failing closure is retried
@@ -362,8 +386,18 @@ export const openMessageStore = (file: string): MessageStore => {
       return selectReceived.all(channel, afterSeq, limit);
     },
 
-    queuedDeliveriesSince(channel, afterSeq, limit) {
-      return selectQueuedDeliveries.all(channel, afterSeq, limit);
+    queuedDeliveries(channel, destination, after, limit) {
+      const prefix = `${destination}#`;
+      // The rest of the message the cursor is in, then the messages after it.
+      const rest = after
+        ? selectQueuedOutputs.all({ id: after.id, prefix, after: after.output, limit }).map(({ output }) => ({ seq: after.seq, id: after.id, output }))
+        : [];
+      if (rest.length === limit) return rest;
+      return [...rest, ...selectQueuedDeliveries.all({ channel, prefix, afterSeq: after?.seq ?? 0, limit: limit - rest.length })];
+    },
+
+    queuedOutputs(id, destination, afterOutput, limit) {
+      return selectQueuedOutputs.all({ id, prefix: `${destination}#`, after: afterOutput, limit }).map((row) => row.output);
     },
 
     load(id) {
@@ -387,10 +421,6 @@ export const openMessageStore = (file: string): MessageStore => {
     outputMeta(id, index) {
       const meta = selectOutputMeta.get(id, index)?.meta;
       return meta ? (JSON.parse(meta) as OutputMeta) : undefined;
-    },
-
-    outputCount(id) {
-      return countOutputs.get(id)?.n ?? 0;
     },
 
     stageStatus(id, stage) {

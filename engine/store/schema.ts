@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS stages (
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (message_id, stage)
 ) WITHOUT ROWID;
+-- Whether a message has a stage in a given status, found without reading all of its stages: a
+-- message's status is derived again after each delivery, and one message may have many outputs.
+CREATE INDEX IF NOT EXISTS stages_by_status ON stages (message_id, status);
 
 CREATE TABLE IF NOT EXISTS outputs (
   message_id TEXT NOT NULL,

@@ -239,7 +239,7 @@ const inChannel = async (t: ExecutionContext, out: string) => {
       name: 'adt',
       source: { type: 'channel' },
       script: undefined,
-      scriptLimits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000 },
+      scriptLimits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000, maxOutputs: 1000 },
       concurrency: 1,
       maxQueued: 1000,
       dedupe: undefined,

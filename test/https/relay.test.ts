@@ -42,7 +42,7 @@ test('POST {method, url, body} → stored, answered, then delivered to url with 
     name: 'relay',
     source: { type: 'https', path: '/relay', maxBodyBytes: 65_536, allowIps: [], requireTls: true, auth: 'token', rateLimit: undefined },
     script: RELAY_SCRIPT,
-    scriptLimits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 2000 },
+    scriptLimits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 2000, maxOutputs: 1000 },
     concurrency: 1,
     maxQueued: 1000,
     dedupe: undefined,

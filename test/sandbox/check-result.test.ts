@@ -9,7 +9,7 @@ import { channelsFolder, LIMITS } from './fixture.ts';
 // with the script, so whatever comes back is checked again before it is recorded. Here the results
 // are forged, as a prelude a script had subverted could answer.
 
-const RULES: ResultRules = { script: 'channels/x.ts', outputBytes: 1024 };
+const RULES: ResultRules = { script: 'channels/x.ts', outputBytes: 1024, maxOutputs: 3 };
 
 const refused: Array<[string, unknown, string, Partial<ResultRules>?]> = [
   ['no result at all', undefined, 'the sandbox returned no result'],
@@ -57,6 +57,16 @@ for (const [what, result, problem, rules] of refused) {
     t.is(error!.message, `channels/x.ts: ${problem}`);
   });
 }
+
+test('more outputs than maxOutputs: SCRIPT_TOO_MANY_OUTPUTS, however the prelude answered', (t) => {
+  const error = t.throws(() => checkResult({ outputs: ['a', 'b', 'c', 'd'], logs: [] }, RULES), { instanceOf: FerryError });
+  t.is(error!.code, 'SCRIPT_TOO_MANY_OUTPUTS');
+  t.is(
+    error!.message,
+    'channels/x.ts: more than 3 outputs for one message (returned and ctx.deliver together); nothing was queued. The limit is scriptLimits.maxOutputs in channels.yaml',
+  );
+  t.deepEqual(checkResult({ outputs: ['a', 'b', 'c'], logs: [] }, RULES).outputs, ['a', 'b', 'c']);
+});
 
 test('a good result comes back as fresh plain objects, the method in upper case', (t) => {
   const headers = Object.create(null) as Record<string, string>;

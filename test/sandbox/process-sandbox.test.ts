@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { FerryError } from '../../engine/errors.ts';
 import { MAX_CRASHES, createProcessSandbox, type ProcessSandbox } from '../../engine/sandbox/process-sandbox.ts';
-import { DEFAULT_OUTPUT_BYTES } from '../../engine/sandbox/translator.ts';
+import { DEFAULT_MAX_OUTPUTS, DEFAULT_OUTPUT_BYTES } from '../../engine/sandbox/translator.ts';
 import { compileScript } from '../../engine/sandbox/transpile.ts';
 import { eventually } from '../helpers/temp.ts';
 import { captureLogger } from '../helpers/logger.ts';
@@ -16,7 +16,7 @@ import { channelsFolder } from './fixture.ts';
 const CRASH = 'CRASH-THE-HOST';
 process.env['FERRY_TEST_SANDBOX_CRASH_MARKER'] = CRASH;
 
-const LIMITS = { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000, outputBytes: DEFAULT_OUTPUT_BYTES };
+const LIMITS = { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000, outputBytes: DEFAULT_OUTPUT_BYTES, maxOutputs: DEFAULT_MAX_OUTPUTS };
 
 // Busy for `slow` (long enough to be killed mid-message), `ok <text>` otherwise; `n` counts messages
 // since the script was loaded, which shows when a new host started.

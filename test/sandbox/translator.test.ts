@@ -157,6 +157,39 @@ for (const [what, fn, reason] of badResults) {
   });
 }
 
+test('more outputs than scriptLimits.maxOutputs (default 1000) is SCRIPT_TOO_MANY_OUTPUTS, permanent, naming the limit and its key', async (t) => {
+  // The attack of issue 9: a 1 MB message split into 1,000,001 outputs.
+  const error = await scriptError(t, `export default (msg: Message) => msg.text.split('\\n');`, '\n'.repeat(1_000_000));
+  t.is(error.code, 'SCRIPT_TOO_MANY_OUTPUTS');
+  t.true(error.permanent);
+  t.is(
+    error.message,
+    'channels/script.ts: more than 1000 outputs for one message (returned and ctx.deliver together); nothing was queued. The limit is scriptLimits.maxOutputs in channels.yaml',
+  );
+  // Up to the limit is fine, and nulls in the array are not outputs.
+  t.is((await runScript(t, `export default () => Array.from({ length: 1000 }, (_, i) => String(i));`)).outputs!.length, 1000);
+  t.deepEqual((await runScript(t, `export default () => [...new Array(5000).fill(null), 'only'];`)).outputs, ['only']);
+});
+
+test('ctx.deliver counts against maxOutputs: past it the message errors, even when the script catches the throw', async (t) => {
+  const channels = await channelsFolder(t, {
+    'deliver.ts': `export default (msg: Message, ctx: Context) => {
+  const [delivered, returned, caught] = msg.text.split(' ').map(Number);
+  for (let i = 0; i < delivered; i++) {
+    try { ctx.deliver('d' + i); } catch (e) { if (!caught) throw e; }
+  }
+  return Array.from({ length: returned }, (_, i) => 'r' + i);
+};`,
+  });
+  const translator = await translatorFor(t, channels.file('deliver.ts'), { limits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000, maxOutputs: 3 } });
+  t.deepEqual((await translator.run({ id: '1', text: '2 1 0' })).outputs, ['d0', 'd1', 'r0']);
+  for (const text of ['4 0 0', '4 0 1', '2 2 0', '0 4 0', '10000 0 1']) {
+    const error = await t.throwsAsync(translator.run({ id: text, text }), { instanceOf: FerryError });
+    t.is(error!.code, 'SCRIPT_TOO_MANY_OUTPUTS', text);
+    t.regex(error!.message, /more than 3 outputs for one message/, text);
+  }
+});
+
 test('a script without a default export is SCRIPT_NO_DEFAULT_EXPORT', async (t) => {
   const channels = await channelsFolder(t, { 'none.ts': `export const transform = (msg: Message) => msg;`, 'notfn.ts': `export default 42;` });
   for (const [file, reason] of [

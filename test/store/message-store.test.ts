@@ -115,7 +115,6 @@ test('recordTransform: transformed keeps outputs and queues one stage per destin
       ['transform', 'transformed', 'info mrn MRN12345', null, 1],
     ],
   );
-  t.is(store.outputCount(m.id), 2);
   t.deepEqual(store.output(m.id, 1), Buffer.from('second'));
   t.is(store.output(m.id, 2), undefined);
   t.is(store.stageStatus(m.id, 'lab#1'), 'queued');
@@ -555,31 +554,57 @@ test('opening a store where the file cannot be created fails with STORE_FAILED',
   t.like(error, { code: 'STORE_FAILED' });
 });
 
-test('queuedDeliveriesSince: the queued destination stages of unfinished messages, paged by message, in arrival order', async (t) => {
+test('queuedDeliveries: the queued deliveries to one destination of unfinished messages, in arrival then output order, paged by delivery', async (t) => {
   const { store } = await open(t);
   const [a, b, c, d, other] = [message(), message(), message(), message(), message({ channel: 'lab' })];
   for (const m of [a, b, c, d, other]) await store.receive(m);
-  await store.recordTransform(a.id, transformed(['archive', 'lab'], ['x', 'y'])); // four stages
+  // Twelve outputs: output order is numeric (2 before 10), not the order of the stage names.
+  const twelve = Array.from({ length: 12 }, (_, i) => `o${i}`);
+  await store.recordTransform(a.id, transformed(['archive', 'lab'], twelve));
+  await store.recordDelivery(a.id, 'archive#3', { status: 'sent', attempts: 1 });
   await store.recordTransform(b.id, transformed(['archive', 'lab']));
   await store.recordDelivery(b.id, 'archive#0', { status: 'sent', attempts: 1 }); // lab#0 still queued
   await store.recordTransform(c.id, { status: 'filtered', logs: '' }); // finished: nothing to deliver
   // d is only received: the inbound recovery's, not this one's.
   await store.recordTransform(other.id, transformed(['files']));
 
-  const all = store.queuedDeliveriesSince('adt', 0, 10);
-  t.deepEqual(
-    all.map((r) => [r.id, r.stage]),
-    [
-      [a.id, 'archive#0'],
-      [a.id, 'archive#1'],
-      [a.id, 'lab#0'],
-      [a.id, 'lab#1'],
-      [b.id, 'lab#0'],
-    ],
-  );
-  // A page of one message holds all of its stages; the next page starts after it.
-  const first = store.queuedDeliveriesSince('adt', 0, 1);
-  t.deepEqual(first.map((r) => r.stage), ['archive#0', 'archive#1', 'lab#0', 'lab#1']);
-  t.deepEqual(store.queuedDeliveriesSince('adt', first.at(-1)!.seq, 1).map((r) => [r.id, r.stage]), [[b.id, 'lab#0']]);
-  t.deepEqual(store.queuedDeliveriesSince('lab', 0, 10).map((r) => r.stage), ['files#0']);
+  const pairs = (page: Array<{ id: string; output: number }>) => page.map((r) => [r.id === a.id ? 'a' : r.id === b.id ? 'b' : r.id, r.output]);
+  const archiveOutputs = [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11];
+  t.deepEqual(pairs(store.queuedDeliveries('adt', 'archive', undefined, 100)), archiveOutputs.map((o) => ['a', o]));
+  t.deepEqual(pairs(store.queuedDeliveries('adt', 'lab', undefined, 100)), [...twelve.map((_, o) => ['a', o]), ['b', 0]]);
+  t.deepEqual(pairs(store.queuedDeliveries('lab', 'files', undefined, 100)), [[other.id, 0]]);
+
+  // Pages of five end inside a message and go on from there, into the next message.
+  const pages: Array<Array<[string | number, number]>> = [];
+  for (let after: { seq: number; id: string; output: number } | undefined; ; ) {
+    const page = store.queuedDeliveries('adt', 'lab', after, 5);
+    if (page.length === 0) break;
+    pages.push(pairs(page) as Array<[string, number]>);
+    after = page.at(-1);
+  }
+  t.deepEqual(pages, [
+    [0, 1, 2, 3, 4].map((o) => ['a', o]),
+    [5, 6, 7, 8, 9].map((o) => ['a', o]),
+    [['a', 10], ['a', 11], ['b', 0]],
+  ]);
+
+  t.deepEqual(store.queuedOutputs(a.id, 'archive', -1, 5), [0, 1, 2, 4, 5]);
+  t.deepEqual(store.queuedOutputs(a.id, 'archive', 5, 100), [6, 7, 8, 9, 10, 11]);
+  t.deepEqual(store.queuedOutputs(a.id, 'nowhere', -1, 100), []);
+});
+
+test('a message with many outputs: its status follows its deliveries (derived from index seeks, stages_by_status)', async (t) => {
+  const { store } = await open(t);
+  const m = message();
+  await store.receive(m);
+  const outputs = Array.from({ length: 5000 }, (_, i) => `o${i}`);
+  await store.recordTransform(m.id, transformed(['archive'], outputs));
+  t.is(store.load(m.id)?.status, 'queued');
+  for (let i = 0; i < outputs.length - 1; i++) void store.recordDelivery(m.id, `archive#${i}`, { status: 'sent', attempts: 1 });
+  await store.flush();
+  t.is(store.load(m.id)?.status, 'queued');
+  await store.recordDelivery(m.id, `archive#${outputs.length - 1}`, { status: 'sent', attempts: 1 });
+  t.is(store.load(m.id)?.status, 'sent');
+  await store.recordDelivery(m.id, 'archive#7', { status: 'error', attempts: 1, error: 'DESTINATION_GAVE_UP: no' });
+  t.like(store.summary(m.id), { status: 'error', error: 'DESTINATION_GAVE_UP: no' });
 });
