@@ -14,7 +14,7 @@ import { adminApp } from './http/admin.ts';
 import { checkAdminExposure, isLoopbackHost } from './http/auth.ts';
 import { httpsListener, type HttpsListener } from './http/https-listener.ts';
 import { listen, urlOf } from './http/listen.ts';
-import { QUEUE_PREFIX } from './queues.ts';
+import { QUEUE_PREFIX } from './pipeline/queues.ts';
 import { checkEvictionPolicy, createRedis, redisConnectionOptions, watchRedisRestarts, type RedisAddress } from './redis/connection.ts';
 import { embeddedRedis, type EmbeddedRedis } from './redis/embedded.ts';
 import { openAdminStore } from './store/admin-store.ts';

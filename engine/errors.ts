@@ -132,12 +132,15 @@ export interface FerryErrorOptions {
   permanent?: boolean;
   /** Structured facts for logs and the admin API (file, line, path, …). */
   details?: Record<string, unknown>;
+  /** When the far end said to come back (Retry-After, an open circuit breaker): no retry sooner. */
+  retryAfterMs?: number;
 }
 
 export class FerryError extends Error {
   readonly code: ErrorCode;
   readonly permanent: boolean;
   readonly details: Record<string, unknown> | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: FerryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -145,6 +148,7 @@ export class FerryError extends Error {
     this.code = code;
     this.permanent = options.permanent ?? errorCodes[code].permanent;
     this.details = options.details;
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 

@@ -5,12 +5,13 @@ import { FerryError, describeError } from './errors.ts';
 import { decodeAs, decodeHl7 } from './hl7/charset.ts';
 import { isAck, readHeader, type Hl7Header } from './hl7/header.ts';
 import { newMessageId } from './ids.ts';
-import { missingJobs, type InboundJob } from './queues.ts';
-import type { MessageStore } from './store/message-store.ts';
+import { inboundJob, missingJobs, type InboundJob } from './pipeline/queues.ts';
+import type { MessageStore, ReceivedMessage } from './store/message-store.ts';
 
 // Intake: the one place a message becomes Ferry's responsibility. It is committed to the message
 // log and to the channel's inbound queue, and only then reported accepted — sources acknowledge
-// (MLLP AA, HTTP 200) on that report alone.
+// (MLLP AA, HTTP 200) on that report alone. Messages accepted in one turn of the event loop are
+// committed together: one transaction, one queue job holding all of them.
 
 export interface IntakeOptions {
   /** Where it came from, for the log: "mllp 10.1.2.3:5123", "channel adt-archive". */
@@ -52,16 +53,6 @@ export interface Intake {
   drain(): Promise<void>;
 }
 
-/** What the channel owning an intake gets in addition: recovery at start. */
-export interface ChannelIntake extends Intake {
-  /**
-   * Queues the channel's messages that the log holds as received but Redis does not: stored just
-   * before a crash (never acknowledged), or acknowledged and then lost by Redis (an OS crash within
-   * its fsync window). Run at channel start, before the workers; returns how many were queued.
-   */
-  recover(): Promise<number>;
-}
-
 export interface IntakeDeps {
   channel: string;
   store: MessageStore;
@@ -98,8 +89,6 @@ const COMMIT_TIMEOUT_MS = 5_000;
  */
 const DEPTH_REFRESH_MS = 100;
 
-const RECOVER_PAGE = 1_000;
-
 const withDeadline = <T>(work: Promise<T>, ms: number): Promise<T> => {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -109,37 +98,88 @@ const withDeadline = <T>(work: Promise<T>, ms: number): Promise<T> => {
 };
 
 /** Who sent it and their control id; no identity (no dedupe) without an MSH-10. */
-const dedupeIdOf = (header: Hl7Header | undefined): string | undefined =>
+const dedupeKeyOf = (header: Hl7Header | undefined): string | undefined =>
   header?.controlId ? JSON.stringify([header.sendingApplication, header.sendingFacility, header.controlId]) : undefined;
 
 const formatWindow = (ms: number): string =>
   ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 
-interface Enqueue {
-  id: string;
-  dedupeId: string | undefined;
-}
+/** How one message of a committed batch ended. */
+type Committed =
+  | { kind: 'queued' }
+  /** Already recorded, still to transform, and its job lost (a replayed hand-off): queued again. */
+  | { kind: 'requeued' }
+  /** Already recorded and past `received` (a replayed hand-off): acknowledged, not queued again. */
+  | { kind: 'known' }
+  | { kind: 'duplicate'; of: string }
+  | { kind: 'failed'; message: string; cause: unknown };
 
-export const createIntake = (deps: IntakeDeps): ChannelIntake => {
+export const createIntake = (deps: IntakeDeps): Intake => {
   const { channel, store, queue, logger, commitTimeoutMs = COMMIT_TIMEOUT_MS, maxQueued, dedupe } = deps;
-  // Queue additions of one event-loop turn go to Redis as one addBulk round trip. Each resolves with
-  // the id its job is queued under: its own, or with dedupe the first message's id (BullMQ's
-  // deduplication sets its key with SET NX PX inside the same script that adds the job, so the key
-  // exists exactly when the first message is queued — never for a message that was not).
-  const enqueue = createBatcher<Enqueue, string>(async (items) => {
-    const jobs = await queue.addBulk(
-      items.map(({ id, dedupeId }) => ({
-        name: 'message',
-        data: { id },
-        opts: { jobId: id, ...(dedupe && dedupeId ? { deduplication: { id: dedupeId, ttl: dedupe.windowMs } } : {}) },
-      })),
-    );
-    return jobs.map((job, i) => job.id ?? items[i]!.id);
-  });
-
+  const dedupeNote = dedupe && `(same sender and MSH-10 within ${formatWindow(dedupe.windowMs)})`;
   let depth = 0;
   let depthReadAt = Number.NEGATIVE_INFINITY;
   let full = false;
+
+  // The messages of one turn: recorded in one transaction, each with the id of the job about to
+  // hold them (recovery reads it), then queued as that one job. Only then is each one accepted.
+  const commit = createBatcher<ReceivedMessage, Committed>(async (records) => {
+    const job = newMessageId();
+    const received = await Promise.allSettled(records.map((record) => store.receive({ ...record, job })));
+    const results: Committed[] = [];
+    const queued: string[] = [];
+    /** Replays whose first copy is still to be transformed: queued again if Redis lost their job. */
+    const replays: Array<{ index: number; id: string; job: string }> = [];
+    received.forEach((outcome, i) => {
+      const { id } = records[i]!;
+      if (outcome.status === 'rejected') {
+        results.push({ kind: 'failed', message: `cannot record the message: ${describeError(outcome.reason)}`, cause: outcome.reason });
+        return;
+      }
+      const { fresh, duplicateOf } = outcome.value;
+      if (duplicateOf !== undefined) {
+        results.push({ kind: 'duplicate', of: duplicateOf });
+        return;
+      }
+      if (fresh) {
+        depth += 1;
+        queued.push(id);
+        results.push({ kind: 'queued' });
+        return;
+      }
+      const known = store.load(id);
+      // A fixed id already taken by another channel is another message (one sender's message posted
+      // to two channels), never a duplicate: refuse rather than acknowledge what will not be processed.
+      if (known?.channel !== channel) {
+        results.push({ kind: 'failed', message: `message id ${id} is already used by another channel`, cause: undefined });
+        return;
+      }
+      // A replayed hand-off whose first copy is processed, or waits in its job, is not queued again.
+      results.push({ kind: 'known' });
+      if (known.status === 'received') replays.push({ index: i, id, job: known.job ?? id });
+    });
+    if (replays.length > 0) {
+      const lost = new Set(await missingJobs(queue, replays.map((replay) => replay.job)));
+      const requeued = replays.filter((replay) => lost.has(replay.job));
+      await store.assignJob(job, requeued.map(({ id }) => ({ id })));
+      for (const { index, id } of requeued) {
+        queued.push(id);
+        results[index] = { kind: 'requeued' };
+      }
+    }
+    if (queued.length === 0) return results;
+    try {
+      await withDeadline(queue.add('messages', inboundJob(queued), { jobId: job }), commitTimeoutMs);
+    } catch (cause) {
+      // Recorded but not queued: mark them so an operator sees them (and can resend), and refuse the ACKs.
+      await Promise.all(queued.map((id) => store.recordError(id, `COMMIT_FAILED: not queued: ${describeError(cause)}`).catch(() => undefined)));
+      return results.map((result) =>
+        result.kind === 'queued' || result.kind === 'requeued' ? { kind: 'failed', message: `cannot queue the message: ${describeError(cause)}`, cause } : result,
+      );
+    }
+    return results;
+  });
+
   /** Whether the channel is at maxQueued; logs once when it fills and once when it drains. */
   const isFull = (): boolean => {
     if (maxQueued === undefined) return false;
@@ -158,13 +198,6 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
       else logger.info({ depth, maxQueued }, 'channel below maxQueued again: accepting messages');
     }
     return full;
-  };
-
-  /** Logs `id` as a duplicate of the message that holds the dedupe key. */
-  const markDuplicate = async (id: string, first: string, controlId: string | undefined): Promise<void> => {
-    const reason = `MESSAGE_DUPLICATE: duplicate of ${first} (same sender and MSH-10 within ${formatWindow(dedupe?.windowMs ?? 0)})`;
-    logger.info({ id, duplicateOf: first, controlId }, 'duplicate message: acknowledged, not processed again');
-    await store.recordDuplicate(id, reason).catch((cause) => logger.error({ id, err: cause }, 'could not mark a duplicate in the message log'));
   };
 
   return {
@@ -189,7 +222,8 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
         return { kind: 'failed', header, charset, error };
       }
 
-      const record = {
+      const dedupeKey = dedupe && !options.resend ? dedupeKeyOf(header) : undefined;
+      const committed = await commit.add({
         id,
         channel,
         source: options.source,
@@ -200,32 +234,20 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
         messageType: header?.messageType || null,
         controlId: header?.controlId || null,
         sender: header ? [header.sendingApplication, header.sendingFacility].filter(Boolean).join('@') || null : null,
-      };
-      let fresh: boolean;
-      try {
-        fresh = await store.receive(record);
-      } catch (cause) {
-        return fail(header, `cannot record the message: ${describeError(cause)}`, cause);
+        ...(dedupeKey !== undefined && dedupe ? { dedupe: { key: dedupeKey, windowMs: dedupe.windowMs, note: dedupeNote! } } : {}),
+      });
+      switch (committed.kind) {
+        case 'queued':
+          return { kind: 'accepted', id, header, charset, duplicate: false };
+        case 'known':
+        case 'requeued':
+          return { kind: 'accepted', id, header, charset, duplicate: true };
+        case 'duplicate':
+          logger.info({ id, duplicateOf: committed.of, controlId: header?.controlId }, 'duplicate message: acknowledged, not processed again');
+          return { kind: 'accepted', id, header, charset, duplicate: true, duplicateOf: committed.of };
+        case 'failed':
+          return fail(header, committed.message, committed.cause);
       }
-      // A fixed id already taken by another channel is another message (one sender's message posted
-      // to two channels), never a duplicate: refuse rather than acknowledge what will not be processed.
-      if (!fresh && store.load(id)?.channel !== channel) return fail(header, `message id ${id} is already used by another channel`, undefined);
-      // A replayed hand-off whose first copy is already being processed is not queued again.
-      if (!fresh && store.load(id)?.status !== 'received') return { kind: 'accepted', id, header, charset, duplicate: true };
-      let queuedAs: string;
-      try {
-        queuedAs = await withDeadline(enqueue.add({ id, dedupeId: options.resend ? undefined : dedupeIdOf(header) }), commitTimeoutMs);
-      } catch (cause) {
-        // Recorded but not queued: mark it so an operator sees it (and can resend), and refuse the ACK.
-        await store.recordError(id, `COMMIT_FAILED: not queued: ${describeError(cause)}`).catch(() => undefined);
-        return fail(header, `cannot queue the message: ${describeError(cause)}`, cause);
-      }
-      if (queuedAs !== id) {
-        await markDuplicate(id, queuedAs, header?.controlId);
-        return { kind: 'accepted', id, header, charset, duplicate: true, duplicateOf: queuedAs };
-      }
-      if (fresh) depth += 1;
-      return { kind: 'accepted', id, header, charset, duplicate: !fresh };
 
       function fail(header: Hl7Header | undefined, message: string, cause: unknown): IntakeResult {
         const error = new FerryError('COMMIT_FAILED', message, { cause });
@@ -243,32 +265,6 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
       }
     },
 
-    async recover() {
-      let recovered = 0;
-      for (let after = 0; ; ) {
-        const page = store.receivedSince(channel, after, RECOVER_PAGE);
-        if (page.length === 0) break;
-        after = page.at(-1)!.seq;
-        // A job's hash exists from the moment it is queued until it completes; by then its message
-        // is no longer `received`.
-        const missing = await missingJobs(queue, page.map(({ id }) => id));
-        await Promise.all(
-          missing.map(async (id) => {
-            const message = store.load(id);
-            const header = message ? headerOf(decodeAs(message.raw, message.charset)) : undefined;
-            const queuedAs = await enqueue.add({ id, dedupeId: dedupeIdOf(header) });
-            if (queuedAs !== id) await markDuplicate(id, queuedAs, header?.controlId);
-          }),
-        );
-        recovered += missing.length;
-        if (page.length < RECOVER_PAGE) break;
-      }
-      if (recovered > 0) {
-        logger.warn({ recovered }, 'queued messages the message log held as received but Redis did not (stored just before a crash, or lost by Redis)');
-      }
-      return recovered;
-    },
-
-    drain: () => enqueue.drain(),
+    drain: () => commit.drain(),
   };
 };

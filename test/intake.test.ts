@@ -4,15 +4,15 @@ import type { Queue } from 'bullmq';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { ErrorCode } from '../engine/errors.ts';
-import { createIntake, type ChannelIntake, type IntakeDeps, type IntakeResult } from '../engine/intake.ts';
-import { createQueue, inboundQueueName, type InboundJob } from '../engine/queues.ts';
+import { createIntake, type Intake, type IntakeDeps, type IntakeResult } from '../engine/intake.ts';
+import { createQueue, inboundQueueName, inboundWork, type InboundJob } from '../engine/pipeline/queues.ts';
 import { redisConnectionOptions } from '../engine/redis/connection.ts';
 import { openMessageStore, type MessageStore } from '../engine/store/message-store.ts';
 import { startTestRedis } from './helpers/redis.ts';
 import { tempDir } from './helpers/temp.ts';
 
 interface Rig {
-  intake: ChannelIntake;
+  intake: Intake;
   store: MessageStore;
   queue: Queue<InboundJob>;
 }
@@ -41,12 +41,15 @@ const mllp = { source: 'mllp 127.0.0.1:40000', requireHl7: true } as const;
 const jobsIn = async (queue: Queue<InboundJob>): Promise<Array<{ id: string | undefined; data: InboundJob }>> =>
   (await queue.getJobs(['waiting', 'active', 'delayed', 'prioritized'])).map((job) => ({ id: job.id, data: job.data }));
 
+/** The message ids the queue's jobs hold. */
+const queuedIds = async (queue: Queue<InboundJob>): Promise<string[]> => (await jobsIn(queue)).flatMap((job) => inboundWork(job.data));
+
 const accepted = (t: ExecutionContext, result: IntakeResult) => {
   if (result.kind !== 'accepted') return t.fail(`expected accepted, got ${result.kind}`);
   return result;
 };
 
-test('an accepted message is in the message log and queued with jobId = message id', async (t) => {
+test('an accepted message is in the message log and queued, under the job the log records', async (t) => {
   const { intake, store, queue } = await rig(t);
   const raw = Buffer.from(hl7('MSG00001'));
   const result = accepted(t, await intake.accept(raw, mllp))!;
@@ -65,7 +68,9 @@ test('an accepted message is in the message log and queued with jobId = message 
     text: raw.toString('utf8'),
   });
   t.deepEqual(store.load(result.id)?.raw, raw);
-  t.deepEqual(await jobsIn(queue), [{ id: result.id, data: { id: result.id } }]);
+  const [job] = await jobsIn(queue);
+  t.deepEqual(job?.data, { ids: [result.id] });
+  t.deepEqual(store.receivedSince('adt', 0, 10), [{ seq: 1, id: result.id, job: job!.id! }]);
 });
 
 test('messages accepted in one turn are all stored and queued, in order', async (t) => {
@@ -73,8 +78,8 @@ test('messages accepted in one turn are all stored and queued, in order', async 
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => intake.accept(Buffer.from(hl7(`C${i}`)), mllp)));
   const ids = results.map((r) => accepted(t, r)!.id);
   t.deepEqual(store.list({}).items.map((m) => m.controlId), Array.from({ length: 20 }, (_, i) => `C${19 - i}`));
-  const jobs = await jobsIn(queue);
-  t.deepEqual(jobs.map((j) => j.id).sort(), [...ids].sort());
+  // One transaction, one job: the messages in the order they were accepted.
+  t.deepEqual(await jobsIn(queue), [{ id: store.receivedSince('adt', 0, 1)[0]!.job!, data: { ids } }]);
 });
 
 // Decodable text keeps its charset; undecodable bytes are shown (and answered) as latin1.
@@ -120,7 +125,7 @@ test('a hand-off with a fixed id, replayed while still waiting, is a duplicate w
   t.like(second, { id, duplicate: true });
   t.like(store.get(id), { parentId: '01HZX5J3Q8M4T2V7N6B9C0D1EF', source: 'channel upstream', status: 'received' });
   t.is(store.list({}).items.length, 1);
-  t.deepEqual(await jobsIn(queue), [{ id, data: { id } }]);
+  t.deepEqual(await queuedIds(queue), [id]);
 });
 
 test('a hand-off replayed after its first copy was processed is a duplicate and not queued again', async (t) => {
@@ -143,7 +148,7 @@ test('a hand-off whose first copy was stored but never queued is queued by the r
   await queue.obliterate({ force: true }); // as if Redis lost the job
   const replay = accepted(t, await intake.accept(Buffer.from(hl7('C1')), handoff(id)))!;
   t.like(replay, { id, duplicate: true });
-  t.deepEqual(await jobsIn(queue), [{ id, data: { id } }]);
+  t.deepEqual(await queuedIds(queue), [id]);
 });
 
 const notHl7Allowed: Array<[string, Buffer, string, string]> = [
@@ -164,7 +169,7 @@ for (const [title, raw, charset, text] of notHl7Allowed) {
     t.is(result.charset, charset);
     t.like(store.get(result.id), { status: 'received', charset, text });
     t.deepEqual(store.load(result.id)?.raw, raw);
-    t.deepEqual(await jobsIn(queue), [{ id: result.id, data: { id: result.id } }]);
+    t.deepEqual(await queuedIds(queue), [result.id]);
   });
 }
 
@@ -201,7 +206,7 @@ test('a Redis that does not answer → failed within the commit timeout, not a h
   const store = openMessageStore(join(await tempDir(t), 'messages.db'));
   t.teardown(() => store.close());
   // A hung Redis: the client accepts the command and never replies.
-  const hung = { addBulk: () => new Promise(() => undefined) } as unknown as Queue<InboundJob>;
+  const hung = { add: () => new Promise(() => undefined) } as unknown as Queue<InboundJob>;
   const intake = createIntake({ channel: 'adt', store, queue: hung, logger: pino({ level: 'silent' }), commitTimeoutMs: 200 });
   const started = Date.now();
   const result = await intake.accept(Buffer.from(hl7('C9')), mllp);
@@ -221,7 +226,7 @@ test('maxQueued: at the limit the next message is refused (QUEUE_FULL) and not s
   t.false(refused.error.permanent);
   t.is(refused.header?.controlId, 'F4');
   t.is(store.list({}).items.length, 3);
-  t.is((await jobsIn(queue)).length, 3);
+  t.is((await queuedIds(queue)).length, 3);
   t.is(store.unfinished('adt'), 3);
 
   // One finishes: after the depth is read again (at most 100 ms later) there is room for one more.
@@ -248,7 +253,7 @@ test('dedupe: same sender and MSH-10 within the window → accepted as a duplica
   const otherId = accepted(t, await intake.accept(Buffer.from(hl7('D2')), mllp))!;
   t.like(otherFacility, { duplicate: false });
   t.like(otherId, { duplicate: false });
-  t.deepEqual((await jobsIn(queue)).map((j) => j.id).sort(), [first.id, otherFacility.id, otherId.id].sort());
+  t.deepEqual((await queuedIds(queue)).sort(), [first.id, otherFacility.id, otherId.id].sort());
 });
 
 test('dedupe: copies in one batch are caught too, and the window expires', async (t) => {
@@ -259,22 +264,5 @@ test('dedupe: copies in one batch are caught too, and the window expires', async
   await new Promise((resolve) => setTimeout(resolve, 400));
   const later = accepted(t, await intake.accept(Buffer.from(hl7('B1')), mllp))!;
   t.like(later, { duplicate: false });
-  t.is((await jobsIn(queue)).length, 2);
-});
-
-test('recover: queues the messages the log holds as received but Redis does not, in arrival order, once', async (t) => {
-  const { intake, store, queue } = await rig(t);
-  const ids = [];
-  for (const n of [1, 2, 3, 4]) ids.push(accepted(t, await intake.accept(Buffer.from(hl7(`R${n}`)), mllp))!.id);
-  // Redis lost jobs 2 and 4 (or the engine died between storing and queueing them).
-  await queue.remove(ids[1]!);
-  await queue.remove(ids[3]!);
-  // A message already processed is not touched.
-  await queue.remove(ids[2]!);
-  await store.recordTransform(ids[2]!, { status: 'filtered', logs: '' });
-
-  t.is(await intake.recover(), 2);
-  const waiting = (await queue.getJobs(['waiting'], 0, -1, true)).map((job) => job.id);
-  t.deepEqual(waiting, [ids[0], ids[1], ids[3]]);
-  t.is(await intake.recover(), 0);
+  t.deepEqual((await queuedIds(queue)).sort(), [first!.id, later.id].sort());
 });

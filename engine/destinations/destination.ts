@@ -22,8 +22,17 @@ export interface Delivery {
   signal?: AbortSignal;
 }
 
+/** How one delivery of a sendMany went: the outcome for the message log, or why it failed. */
+export type SendOutcome = { ok: true; response: string } | { ok: false; error: unknown };
+
 export interface Destination {
   /** Sends one output; resolves with a short description of the outcome for the message log. */
   send(delivery: Delivery): Promise<string>;
+  /**
+   * Optional, for destinations that do better with several outputs at once (files fsynced together):
+   * sends them in order and answers one outcome per delivery it tried, stopping at the first failure
+   * (the ones after it are not tried), so a fifo destination keeps its order.
+   */
+  sendMany?(deliveries: Delivery[]): Promise<SendOutcome[]>;
   close(): Promise<void>;
 }

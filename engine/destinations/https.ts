@@ -1,10 +1,8 @@
 // POSTs each output to a URL (another Ferry's HTTPS source, or any API). The outcome decides the
 // retry, by class: 2xx is sent (unless a JSON reply says "Success": false); 408, 425, 429, 5xx,
 // connection failures and timeouts are transient and retried (Retry-After is passed on as
-// details.retryAfterMs); any other 4xx is permanent: the message goes to error with the response
-// kept, and an alert line is logged. A request that cannot be built from the output (a header value
-// Node refuses) is permanent too: DESTINATION_SERIALIZE_FAILED. TLS is always verified, against `ca`
-// when one is given.
+// retryAfterMs); any other 4xx is permanent: the message goes to error with the response
+// kept, and an alert line is logged. TLS is always verified, against `ca` when one is given.
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -157,9 +155,9 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
   const judge = (response: Response, url: URL, delivery: Delivery): string => {
     const { status, text } = response;
     const summary = `HTTP ${status}${text ? ` ${clip(text.trim())}` : ''}`;
-    const details = (extra: Record<string, unknown> = {}) => ({ url: url.href, status, response: clip(text), ...extra });
-    const failure = (code: ErrorCode, message: string, extra: Record<string, unknown> = {}) =>
-      new FerryError(code, `${url.origin}${url.pathname} answered ${message}`, { details: details(extra) });
+    const details = () => ({ url: url.href, status, response: clip(text) });
+    const failure = (code: ErrorCode, message: string, retryAfterMs?: number) =>
+      new FerryError(code, `${url.origin}${url.pathname} answered ${message}`, { details: details(), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
 
     if (status >= 200 && status < 300) {
       if (/^\s*\{/.test(text)) {
@@ -175,7 +173,7 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
     }
     if (RETRYABLE_STATUS.has(status) || status >= 500) {
       const retryAfterMs = parseRetryAfter(Array.isArray(response.headers['retry-after']) ? response.headers['retry-after'][0] : response.headers['retry-after']);
-      throw failure('HTTP_RETRYABLE_STATUS', `${status}: ${clip(text.trim())}`, retryAfterMs === undefined ? {} : { retryAfterMs });
+      throw failure('HTTP_RETRYABLE_STATUS', `${status}: ${clip(text.trim())}`, retryAfterMs);
     }
     const error = failure('HTTP_REJECTED', `${status}: ${clip(text.trim())}`);
     log.error(
@@ -210,7 +208,8 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
       const verdict = breaker.check();
       if (!verdict.ok) {
         throw new FerryError('HTTP_CIRCUIT_OPEN', `${url.origin} failed repeatedly; next try in ${Math.ceil(verdict.retryAfterMs / 1000)} s`, {
-          details: { url: url.href, retryAfterMs: verdict.retryAfterMs },
+          details: { url: url.href },
+          retryAfterMs: verdict.retryAfterMs,
         });
       }
 

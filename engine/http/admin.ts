@@ -8,7 +8,7 @@ import { createSessions, type Sessions } from '../auth/sessions.ts';
 import type { UserDirectory } from '../auth/users.ts';
 import type { ChannelControl } from '../channel-control.ts';
 import type { Channel } from '../channel.ts';
-import type { SkipOutcome } from '../delivery-tracker.ts';
+import type { SkipOutcome } from '../pipeline/delivery-tracker.ts';
 import { FerryError, isFerryError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import { destinationStage, isStatus, type Status } from '../message.ts';

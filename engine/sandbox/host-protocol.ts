@@ -12,7 +12,8 @@ export type HostRequest =
   /** `memoryCapBytes`: the most the whole host process may use (RSS) before it ends itself. */
   | { op: 'init'; seq: number; channel: string; limits: SandboxLimits; prelude: string; memoryCapBytes: number }
   | { op: 'load'; seq: number; script: ScriptBundle }
-  | { op: 'run'; seq: number; input: ScriptInput };
+  | { op: 'run'; seq: number; input: ScriptInput }
+  | { op: 'runMany'; seq: number; inputs: ScriptInput[] };
 
 /** A FerryError as data; the engine rebuilds the FerryError. */
 export interface HostError {
@@ -22,7 +23,12 @@ export interface HostError {
   details?: Record<string, unknown>;
 }
 
-export type HostReply = { seq: number; ok: true; result?: SandboxResult } | { seq: number; ok: false; error: HostError };
+/** One message's answer within a runMany reply. */
+export type HostItem = { ok: true; result: SandboxResult } | { ok: false; error: HostError };
+
+export type HostReply =
+  | { seq: number; ok: true; result?: SandboxResult; results?: HostItem[] }
+  | { seq: number; ok: false; error: HostError };
 
 /** The start of the line a host writes to stderr before it ends itself for using too much memory. */
 export const OVER_MEMORY = 'ferry-sandbox: over memory';

@@ -9,7 +9,7 @@
 // nothing: importing this file runs it.
 import { FerryError, isFerryError } from '../errors.ts';
 import { OVER_MEMORY, type HostError, type HostReply, type HostRequest } from './host-protocol.ts';
-import { createSandbox, type Sandbox, type SandboxResult } from './isolate.ts';
+import { createSandbox, type Sandbox } from './isolate.ts';
 import { scriptLocator } from './source-map.ts';
 
 /**
@@ -49,20 +49,23 @@ const main = (): void => {
   const crashMarker = process.env[CRASH_MARKER_ENV] || undefined;
   let sandbox: Sandbox | undefined;
 
-  const handle = async (request: HostRequest): Promise<SandboxResult | undefined> => {
+  const handle = async (request: HostRequest): Promise<Pick<HostReply & { ok: true }, 'result' | 'results'>> => {
     if (request.op === 'init') {
       sandbox = createSandbox({ channel: request.channel, limits: request.limits, prelude: request.prelude });
       capMemory(request.memoryCapBytes);
-      return undefined;
+      return {};
     }
     if (!sandbox) throw new FerryError('SANDBOX_FAILED', `the sandbox host got "${request.op}" before "init"`);
     if (request.op === 'load') {
       const { script } = request;
       await sandbox.load({ ...script, inputs: [], locate: scriptLocator(script.file, script.map) });
-      return undefined;
+      return {};
     }
-    if (crashMarker !== undefined && request.input.text.includes(crashMarker)) process.abort();
-    return sandbox.run(request.input);
+    const inputs = request.op === 'run' ? [request.input] : request.inputs;
+    if (crashMarker !== undefined && inputs.some((input) => input.text.includes(crashMarker))) process.abort();
+    if (request.op === 'run') return { result: await sandbox.run(request.input) };
+    const results = await sandbox.runMany(request.inputs);
+    return { results: results.map((result) => (isFerryError(result) ? { ok: false, error: toHostError(result) } : { ok: true, result })) };
   };
 
   const reply = (message: HostReply): void => {
@@ -77,7 +80,7 @@ const main = (): void => {
 
   process.on('message', (request: HostRequest) => {
     handle(request).then(
-      (result) => reply({ seq: request.seq, ok: true, ...(result ? { result } : {}) }),
+      (answer) => reply({ seq: request.seq, ok: true, ...answer }),
       (error: unknown) => reply({ seq: request.seq, ok: false, error: toHostError(error) }),
     );
   });

@@ -16,6 +16,7 @@ import type { OutputMeta } from '../message.ts';
 import type { Invoke, Outcome, PrepareOptions, ScriptInput, ScriptLog } from './prelude.ts';
 import type { CompiledScript, SourceLocation } from './transpile.ts';
 import { tooManyOutputs } from './check-result.ts';
+import { asSandboxError } from './sandbox-error.ts';
 
 export interface SandboxLimits {
   memoryBytes: number;
@@ -49,6 +50,11 @@ export interface Sandbox {
   load(script: CompiledScript): Promise<void>;
   /** Runs the loaded version on one message. Errors are FerryErrors; the sandbox recovers by itself. */
   run(input: ScriptInput): Promise<SandboxResult>;
+  /**
+   * Runs the loaded version on each message in turn, each under its own time limit: one result or
+   * FerryError per input, in order (a batch costs one round trip to a sandbox process, not one each).
+   */
+  runMany(inputs: ScriptInput[]): Promise<Array<SandboxResult | FerryError>>;
   /** Lets the run in progress finish (it is bounded by the time limit), then frees the isolate. */
   close(): Promise<void>;
 }
@@ -263,6 +269,25 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
     loaded = next;
   };
 
+  const runOne = async (input: ScriptInput): Promise<SandboxResult> => {
+    if (!current) throw new FerryError('SANDBOX_FAILED', 'no script is loaded in the sandbox');
+    const script = current;
+    if (!loaded || loaded.script !== script) replace(await instantiate(script));
+    const { invoke } = loaded!;
+    const outcome = (await guarded(script, () =>
+      invoke.apply(undefined, [input], {
+        arguments: { copy: true },
+        result: { promise: true, copy: true },
+        timeout: limits.timeoutMs,
+      }),
+    )) as Outcome | undefined;
+    if (typeof outcome !== 'object' || outcome === null) {
+      // Only a broken prelude gets here: retryable, unlike anything the script itself does.
+      throw new FerryError('SANDBOX_FAILED', `the sandbox of ${script.name} returned no outcome`);
+    }
+    return toResult(script, outcome, { memoryLimit, maxOutputs: limits.maxOutputs });
+  };
+
   return {
     load: (script) =>
       exclusive(async () => {
@@ -270,24 +295,13 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
         current = script;
       }),
 
-    run: (input) =>
+    run: (input) => exclusive(() => runOne(input)),
+
+    runMany: (inputs) =>
       exclusive(async () => {
-        if (!current) throw new FerryError('SANDBOX_FAILED', 'no script is loaded in the sandbox');
-        const script = current;
-        if (!loaded || loaded.script !== script) replace(await instantiate(script));
-        const { invoke } = loaded!;
-        const outcome = (await guarded(script, () =>
-          invoke.apply(undefined, [input], {
-            arguments: { copy: true },
-            result: { promise: true, copy: true },
-            timeout: limits.timeoutMs,
-          }),
-        )) as Outcome | undefined;
-        if (typeof outcome !== 'object' || outcome === null) {
-          // Only a broken prelude gets here: retryable, unlike anything the script itself does.
-          throw new FerryError('SANDBOX_FAILED', `the sandbox of ${script.name} returned no outcome`);
-        }
-        return toResult(script, outcome, { memoryLimit, maxOutputs: limits.maxOutputs });
+        const results: Array<SandboxResult | FerryError> = [];
+        for (const input of inputs) results.push(await runOne(input).catch((error: unknown) => asSandboxError(error)));
+        return results;
       }),
 
     async close() {

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { FerryError, errorCodes, type ErrorCode } from '../errors.ts';
 import { OVER_MEMORY, type HostReply, type HostRequest } from './host-protocol.ts';
 import type { Sandbox, SandboxLimits, SandboxResult } from './isolate.ts';
+import { asSandboxError } from './sandbox-error.ts';
 import type { ScriptInput } from './prelude.ts';
 import { hostCode, preludeCode, type CompiledScript } from './transpile.ts';
 
@@ -247,6 +248,27 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
     target.version = script.version;
   };
 
+  /** The script runs use and a host with it loaded. */
+  const ready = async (): Promise<{ script: CompiledScript; target: Host }> => {
+    refuseIfClosed();
+    if (!current) throw new FerryError('SANDBOX_FAILED', 'no script is loaded in the sandbox');
+    const script = current;
+    const target = await ensureHost();
+    if (target.version !== script.version) await loadInto(target, script);
+    return { script, target };
+  };
+
+  const runOne = async (input: ScriptInput): Promise<SandboxResult> => {
+    const { script, target } = await ready();
+    const result = await call(target, { op: 'run', seq: ++seq, input }, limits.timeoutMs + WATCHDOG_MARGIN_MS);
+    if (result.kind !== 'reply') throw lost(result, script, 'while translating the message', input.id);
+    crashesInARow = 0;
+    crashesOf.delete(input.id);
+    if (!result.reply.ok) throw fromHostError(result.reply.error);
+    if (!result.reply.result) throw new FerryError('SANDBOX_FAILED', `the sandbox process of ${script.name} returned no result`);
+    return result.reply.result;
+  };
+
   return {
     load: (script) =>
       exclusive(async () => {
@@ -255,20 +277,30 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
         current = script;
       }),
 
-    run: (input: ScriptInput) =>
-      exclusive(async (): Promise<SandboxResult> => {
-        refuseIfClosed();
-        if (!current) throw new FerryError('SANDBOX_FAILED', 'no script is loaded in the sandbox');
-        const script = current;
-        const target = await ensureHost();
-        if (target.version !== script.version) await loadInto(target, script);
-        const result = await call(target, { op: 'run', seq: ++seq, input }, limits.timeoutMs + WATCHDOG_MARGIN_MS);
-        if (result.kind !== 'reply') throw lost(result, script, 'while translating the message', input.id);
+    run: (input: ScriptInput) => exclusive(() => runOne(input)),
+
+    runMany: (inputs: ScriptInput[]) =>
+      exclusive(async (): Promise<Array<SandboxResult | FerryError>> => {
+        if (inputs.length === 1) return [await runOne(inputs[0]!).catch(asSandboxError)];
+        const { script, target } = await ready();
+        // Each message has its own time limit inside the host; this is the backstop for a host that hangs.
+        const deadline = inputs.length * limits.timeoutMs + WATCHDOG_MARGIN_MS;
+        const result = await call(target, { op: 'runMany', seq: ++seq, inputs }, deadline);
+        if (result.kind !== 'reply') {
+          // The host died or hung on one of them: run each alone, so the crash is charged to its message.
+          logger.warn({ script: script.name, messages: inputs.length }, 'sandbox process lost a batch; translating its messages one at a time');
+          const results: Array<SandboxResult | FerryError> = [];
+          for (const input of inputs) results.push(await runOne(input).catch(asSandboxError));
+          return results;
+        }
         crashesInARow = 0;
-        crashesOf.delete(input.id);
         if (!result.reply.ok) throw fromHostError(result.reply.error);
-        if (!result.reply.result) throw new FerryError('SANDBOX_FAILED', `the sandbox process of ${script.name} returned no result`);
-        return result.reply.result;
+        const items = result.reply.results;
+        if (items?.length !== inputs.length) throw new FerryError('SANDBOX_FAILED', `the sandbox process of ${script.name} answered a batch of ${inputs.length} with ${items?.length ?? 'no'} results`);
+        return items.map((item, i) => {
+          crashesOf.delete(inputs[i]!.id);
+          return item.ok ? item.result : fromHostError(item.error);
+        });
       }),
 
     pid: () => host?.child.pid,

@@ -10,6 +10,7 @@ import { configDefaults } from '../config-schema.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
 import { checkResult } from './check-result.ts';
+import { asSandboxError } from './sandbox-error.ts';
 import { createProcessSandbox } from './process-sandbox.ts';
 import type { ScriptLog } from './prelude.ts';
 import { compileScript, type CompiledScript } from './transpile.ts';
@@ -66,6 +67,8 @@ export interface Translator {
    * SANDBOX_CRASHED (permanent) for a message that crashed the sandbox process each time it ran.
    */
   run(input: { id: string; text: string }): Promise<TranslatorResult>;
+  /** `run` for each message, in one round trip to the sandbox: a result or that FerryError per input, in order. */
+  runMany(inputs: Array<{ id: string; text: string }>): Promise<Array<TranslatorResult | FerryError>>;
   status(): ScriptStatus;
   /** Resolves once the first compile has been tried, whether or not it succeeded. */
   ready(): Promise<void>;
@@ -74,11 +77,6 @@ export interface Translator {
 
 // Files whose change can change the bundle; editor swap and backup files are not among them.
 const SOURCE_FILE = /\.(ts|mts|cts|js|mjs|cjs|json)$/;
-
-const asFerryError = (error: unknown): FerryError =>
-  error instanceof FerryError
-    ? error
-    : new FerryError('SANDBOX_FAILED', error instanceof Error ? error.message : String(error), { cause: error });
 
 export const createTranslator = (options: TranslatorOptions): Translator => {
   const { channel, logger, limits } = options;
@@ -149,7 +147,7 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
       failure = undefined;
     } catch (error) {
       if (closed) return;
-      const next = asFerryError(error);
+      const next = asSandboxError(error);
       // Unrelated saves in the folder recompile too: report a failure once, not on every event.
       if (next.code !== failure?.code || next.message !== failure.message) {
         const what = active ? 'script reload failed; the previous version keeps running' : 'script failed to load; its messages will error until it is fixed';
@@ -168,16 +166,35 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
   const schedule = (): Promise<void> => (reloading = reloading.then(reload));
   const started = schedule();
 
+  /** The script version to run, once the first compile has been tried; throws when none has loaded. */
+  const loadedVersion = async (): Promise<void> => {
+    if (closed) throw new FerryError('ENGINE_SHUTTING_DOWN', `the translator of channel ${channel} is closed`);
+    await started;
+    if (!active) {
+      const cause = failure ?? new FerryError('SCRIPT_COMPILE', `${name} has not loaded`);
+      throw new FerryError(cause.code, cause.message, { details: cause.details });
+    }
+  };
+  // The engine's own check of what the sandbox answered: the one that counts (check-result.ts).
+  const rules = { script: name, outputBytes, maxOutputs, ...(options.destinations ? { destinations: options.destinations } : {}) };
+
   return {
     async run(input) {
-      if (closed) throw new FerryError('ENGINE_SHUTTING_DOWN', `the translator of channel ${channel} is closed`);
-      await started;
-      if (!active) {
-        const cause = failure ?? new FerryError('SCRIPT_COMPILE', `${name} has not loaded`);
-        throw new FerryError(cause.code, cause.message, { details: cause.details });
-      }
-      // The engine's own check of what the sandbox answered: the one that counts (check-result.ts).
-      return checkResult(await sandbox.run(input), { script: name, outputBytes, maxOutputs, ...(options.destinations ? { destinations: options.destinations } : {}) });
+      await loadedVersion();
+      return checkResult(await sandbox.run(input), rules);
+    },
+
+    async runMany(inputs) {
+      await loadedVersion();
+      const results = await sandbox.runMany(inputs);
+      return results.map((result) => {
+        if (result instanceof FerryError) return result;
+        try {
+          return checkResult(result, rules);
+        } catch (error) {
+          return asSandboxError(error);
+        }
+      });
     },
 
     status() {

@@ -38,6 +38,37 @@ export interface ReceivedMessage {
   controlId?: string | null;
   sender?: string | null;
   receivedAt?: number;
+  /** The inbound queue job it is queued under, for recovery (intake sets it). */
+  job?: string | null;
+  /**
+   * Duplicate suppression: when an earlier message of the channel holds `key` (sender and MSH-10)
+   * within its window, this one is logged as its duplicate (filtered, `MESSAGE_DUPLICATE: duplicate
+   * of <first> <note>`) and not processed; otherwise this message takes the key for `windowMs`.
+   */
+  dedupe?: { key: string; windowMs: number; note: string };
+}
+
+/** What `receive` did: `fresh` false when the id was already recorded; `duplicateOf` the first message's id. */
+export interface Received {
+  fresh: boolean;
+  duplicateOf?: string;
+}
+
+/** A message as the translator step needs it, with what its transform stage already holds. */
+export interface TransformInput extends StoredMessage {
+  transform: Status | undefined;
+}
+
+/** One output as a destination step needs it, with the status its delivery already has. */
+export interface DeliveryInput {
+  id: string;
+  output: number;
+  content: Buffer;
+  meta: OutputMeta | undefined;
+  status: Status | undefined;
+  controlId: string | null;
+  charset: string;
+  receivedAt: number;
 }
 
 export interface StoredMessage {
@@ -48,11 +79,14 @@ export interface StoredMessage {
   status: Status;
   controlId: string | null;
   receivedAt: number;
+  /** The inbound queue job it was last queued under; null in a log written before jobs were recorded. */
+  job: string | null;
 }
 
 export type TransformRecord =
   /** `meta` runs parallel to `outputs` when a script chose where outputs go (ctx.deliver). */
-  | { status: 'transformed'; outputs: Buffer[]; meta?: Array<OutputMeta | null>; destinations: string[]; logs: string }
+  /** `jobs`: per destination, the queue job its deliveries of this message are queued under. */
+  | { status: 'transformed'; outputs: Buffer[]; meta?: Array<OutputMeta | null>; destinations: string[]; jobs?: Record<string, string>; logs: string }
   | { status: 'filtered'; logs: string }
   | { status: 'error'; error: string; logs: string };
 
@@ -82,32 +116,51 @@ export interface QueuedDelivery {
   seq: number;
   id: string;
   output: number;
+  /** The queue job it was queued under; null in a log written before jobs were recorded. */
+  job: string | null;
+}
+
+/** A message still to transform; a page of them continues after the last one's seq. */
+export interface ReceivedWork {
+  seq: number;
+  id: string;
+  /** The inbound queue job it was queued under; null in a log written before jobs were recorded. */
+  job: string | null;
 }
 
 export interface MessageStore {
-  /** Records an accepted message; false if a message with this id was already recorded. */
-  receive(message: ReceivedMessage): Promise<boolean>;
+  /** Records an accepted message (see Received); a message with a known id is left as it is. */
+  receive(message: ReceivedMessage): Promise<Received>;
   /** Records a message that was refused at intake (e.g. not HL7): logged as error, never processed. */
   reject(message: ReceivedMessage, error: string): Promise<void>;
   recordTransform(id: string, record: TransformRecord): Promise<void>;
   recordDelivery(id: string, stage: string, record: DeliveryRecord): Promise<void>;
-  /** Marks a message errored outside any stage (e.g. its queue entry could not be written). */
+  /** Marks a message errored outside any stage (e.g. its queue entry could not be written); it holds no dedupe key. */
   recordError(id: string, error: string): Promise<void>;
+  /**
+   * Records that work is queued again under `job` (recovery): the messages `work` names (their
+   * inbound job), or with `destination` their deliveries to it.
+   */
+  assignJob(job: string, work: Array<{ id: string; output?: number }>, destination?: string): Promise<void>;
   /** Marks a message filtered as a duplicate of an earlier one (`reason` names it): never processed. */
   recordDuplicate(id: string, reason: string): Promise<void>;
   /** The channel's backlog: messages received and not yet sent, filtered or errored. O(statuses). */
   unfinished(channel: string): number;
   /** The channel's messages still `received`, after `afterSeq` in arrival order (for recovery at start). */
-  receivedSince(channel: string, afterSeq: number, limit: number): Array<{ seq: number; id: string }>;
+  receivedSince(channel: string, afterSeq: number, limit: number): ReceivedWork[];
   /**
    * The next `limit` deliveries to `destination` still `queued` in the channel's unfinished
    * messages, after `after` (the last of the previous page; undefined: from the start), in arrival
    * order then output order (for recovery of delivery jobs Redis lost). Pages by delivery, not by
    * message: one message may hold any number of outputs.
    */
-  queuedDeliveries(channel: string, destination: string, after: QueuedDelivery | undefined, limit: number): QueuedDelivery[];
-  /** Message `id`'s next `limit` outputs after `afterOutput` whose delivery to `destination` is still `queued`, in order. */
-  queuedOutputs(id: string, destination: string, afterOutput: number, limit: number): number[];
+  queuedDeliveries(channel: string, destination: string, after: Omit<QueuedDelivery, 'job'> | undefined, limit: number): QueuedDelivery[];
+  /** Message `id`'s next `limit` outputs after `afterOutput` whose delivery to `destination` is still `queued`, in order, with their jobs. */
+  queuedOutputs(id: string, destination: string, afterOutput: number, limit: number): Array<{ output: number; job: string | null }>;
+  /** The messages `ids` (those still in the log), in that order, with their transform stage's status. */
+  transformInputs(ids: string[]): TransformInput[];
+  /** The outputs `work` names, for `destination` (those still in the log), in that order. */
+  deliveryInputs(destination: string, work: Array<{ id: string; output: number }>): DeliveryInput[];
   load(id: string): StoredMessage | undefined;
   output(id: string, index: number): Buffer | undefined;
   /** What ctx.deliver chose for an output; undefined when nothing was chosen. */
@@ -181,6 +234,10 @@ const SUMMARY_COLUMNS =
 const migrate = (db: SqliteDatabase): void => {
   const outputColumns = db.pragma('table_info(outputs)') as Array<{ name: string }>;
   if (!outputColumns.some((c) => c.name === 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
+  for (const table of ['messages', 'stages']) {
+    const columns = db.pragma(`table_info(${table})`) as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'job')) db.exec(`ALTER TABLE ${table} ADD COLUMN job TEXT`);
+  }
 };
 
 export const openMessageStore = (file: string): MessageStore => {
@@ -198,14 +255,26 @@ export const openMessageStore = (file: string): MessageStore => {
   }
 
   const insertMessage = db.prepare(`INSERT INTO messages
-    (id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, raw, error)
-    VALUES (@id, @channel, @status, @receivedAt, @receivedAt, @source, @parentId, @messageType, @controlId, @sender, @charset, @raw, @error)
+    (id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, raw, error, job)
+    VALUES (@id, @channel, @status, @receivedAt, @receivedAt, @source, @parentId, @messageType, @controlId, @sender, @charset, @raw, @error, @job)
     ON CONFLICT (id) DO NOTHING`);
+  const selectDedupe = db.prepare<[string, string], { first_id: string; expires_at: number }>(
+    'SELECT first_id, expires_at FROM dedupe WHERE channel = ? AND key = ?',
+  );
+  const upsertDedupe = db.prepare(`INSERT INTO dedupe (channel, key, first_id, expires_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (channel, key) DO UPDATE SET first_id = excluded.first_id, expires_at = excluded.expires_at`);
+  const releaseDedupe = db.prepare('DELETE FROM dedupe WHERE first_id = ?');
+  const purgeDedupe = db.prepare('DELETE FROM dedupe WHERE expires_at < ?');
+  const setMessageJob = db.prepare('UPDATE messages SET job = ? WHERE id = ?');
+  const setStageJob = db.prepare('UPDATE stages SET job = ? WHERE message_id = ? AND stage = ?');
   const insertSearch = db.prepare('INSERT INTO message_search (rowid, text) VALUES (?, ?)');
   const upsertStage = db.prepare(`INSERT INTO stages (message_id, stage, status, content, error, attempts, updated_at)
     VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (message_id, stage) DO UPDATE SET status = excluded.status, content = excluded.content,
       error = excluded.error, attempts = excluded.attempts, updated_at = excluded.updated_at`);
+  const queueStage = db.prepare(`INSERT INTO stages (message_id, stage, status, attempts, updated_at, job) VALUES (?, ?, 'queued', 0, ?, ?)
+    ON CONFLICT (message_id, stage) DO UPDATE SET status = 'queued', content = NULL, error = NULL, attempts = 0,
+      updated_at = excluded.updated_at, job = excluded.job`);
   const upsertOutput = db.prepare(`INSERT INTO outputs (message_id, idx, content, meta) VALUES (?, ?, ?, ?)
     ON CONFLICT (message_id, idx) DO UPDATE SET content = excluded.content, meta = excluded.meta`);
   const selectOutputMeta = db.prepare<[string, number], { meta: string | null }>(
@@ -222,7 +291,7 @@ export const openMessageStore = (file: string): MessageStore => {
   );
   const setStatus = db.prepare('UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?');
   const selectStored = db.prepare<[string], StoredMessage & { received_at: number; control_id: string | null }>(
-    'SELECT id, channel, raw, charset, status, control_id, received_at FROM messages WHERE id = ?',
+    'SELECT id, channel, raw, charset, status, control_id, received_at, job FROM messages WHERE id = ?',
   );
   const selectOutput = db.prepare<[string, number], { content: Buffer }>(
     'SELECT content FROM outputs WHERE message_id = ? AND idx = ?',
@@ -249,19 +318,35 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectUnfinished = db.prepare<[string], { n: number | null }>(
     "SELECT sum(n) AS n FROM channel_counts WHERE channel = ? AND status IN ('received', 'transformed', 'queued')",
   );
-  const selectReceived = db.prepare<[string, number, number], { seq: number; id: string }>(
-    "SELECT seq, id FROM messages WHERE status = 'received' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?",
+  const selectReceived = db.prepare<[string, number, number], ReceivedWork>(
+    "SELECT seq, id, job FROM messages WHERE status = 'received' AND channel = ? AND seq > ? ORDER BY seq LIMIT ?",
+  );
+  // Batch reads: one statement for a whole job's worth of ids, in the job's order (json_each's key).
+  const selectTransformInputs = db.prepare<[string], { id: string; channel: string; raw: Buffer; charset: string; status: Status; control_id: string | null; received_at: number; job: string | null; transform: Status | null }>(
+    `SELECT m.id, m.channel, m.raw, m.charset, m.status, m.control_id, m.received_at, m.job, s.status AS transform
+       FROM json_each(?) AS j
+       JOIN messages AS m ON m.id = j.value
+       LEFT JOIN stages AS s ON s.message_id = m.id AND s.stage = '${TRANSFORM_STAGE}'
+     ORDER BY j.key`,
+  );
+  const selectDeliveryInputs = db.prepare<[string, string], { id: string; output: number; content: Buffer; meta: string | null; status: Status | null; control_id: string | null; charset: string; received_at: number }>(
+    `SELECT m.id, o.idx AS output, o.content, o.meta, s.status, m.control_id, m.charset, m.received_at
+       FROM json_each(?) AS j
+       JOIN messages AS m ON m.id = j.value ->> 0
+       JOIN outputs AS o ON o.message_id = m.id AND o.idx = j.value ->> 1
+       LEFT JOIN stages AS s ON s.message_id = m.id AND s.stage = ? || o.idx
+     ORDER BY j.key`,
   );
   // Both walk outputs in index order and look each one's stage up by key (the stage name is
   // `<destination>#<output>`), so a page costs `limit` steps wherever it starts in a message.
-  const selectQueuedOutputs = db.prepare<{ id: string; prefix: string; after: number; limit: number }, { output: number }>(
-    `SELECT o.idx AS output FROM outputs AS o
+  const selectQueuedOutputs = db.prepare<{ id: string; prefix: string; after: number; limit: number }, { output: number; job: string | null }>(
+    `SELECT o.idx AS output, s.job FROM outputs AS o
        JOIN stages AS s ON s.message_id = o.message_id AND s.stage = @prefix || o.idx
      WHERE o.message_id = @id AND o.idx > @after AND s.status = 'queued'
      ORDER BY o.idx LIMIT @limit`,
   );
   const selectQueuedDeliveries = db.prepare<{ channel: string; prefix: string; afterSeq: number; limit: number }, QueuedDelivery>(
-    `SELECT m.seq, m.id, o.idx AS output FROM messages AS m
+    `SELECT m.seq, m.id, o.idx AS output, s.job FROM messages AS m
        JOIN outputs AS o ON o.message_id = m.id
        JOIN stages AS s ON s.message_id = o.message_id AND s.stage = @prefix || o.idx
      WHERE m.status = 'queued' AND m.channel = @channel AND m.seq > @afterSeq AND s.status = 'queued'
@@ -284,8 +369,8 @@ export const openMessageStore = (file: string): MessageStore => {
 
   // Each write is a closure run inside the batch's transaction; a failing closure is retried
   // alone so one bad write cannot fail its neighbours' commits.
-  type Write = () => boolean | void;
-  const writes = createBatcher<Write, boolean | void>((batch) => {
+  type Write = () => unknown;
+  const writes = createBatcher<Write, unknown>((batch) => {
     try {
       return db.transaction(() => batch.map((write) => write()))();
     } catch {
@@ -300,7 +385,7 @@ export const openMessageStore = (file: string): MessageStore => {
   });
 
   let closed = false;
-  const write = (fn: Write): Promise<boolean | void> => {
+  const write = (fn: Write): Promise<unknown> => {
     if (closed) return Promise.reject(new FerryError('ENGINE_SHUTTING_DOWN', 'the message log is closed'));
     return writes.add(fn);
   };
@@ -319,15 +404,33 @@ export const openMessageStore = (file: string): MessageStore => {
       charset: message.charset,
       raw: message.raw,
       error,
+      job: message.job ?? null,
     });
     if (result.changes === 0) return false;
     insertSearch.run(result.lastInsertRowid, message.text);
     return true;
   };
 
+  /** The first message holding the dedupe key, when one within its window does; else `message` takes it. */
+  const claimDedupe = (message: ReceivedMessage, now: number): string | undefined => {
+    const { dedupe } = message;
+    if (!dedupe) return undefined;
+    const held = selectDedupe.get(message.channel, dedupe.key);
+    if (held && held.expires_at > now && held.first_id !== message.id) return held.first_id;
+    upsertDedupe.run(message.channel, dedupe.key, message.id, now + dedupe.windowMs);
+    return undefined;
+  };
+
   return {
     async receive(message) {
-      return (await write(() => insert(message, 'received', null))) as boolean;
+      return (await write(() => {
+        if (!insert(message, 'received', null)) return { fresh: false };
+        const now = Date.now();
+        const first = claimDedupe(message, now);
+        if (first === undefined) return { fresh: true };
+        setStatus.run('filtered', `MESSAGE_DUPLICATE: duplicate of ${first} ${message.dedupe!.note}`, now, message.id);
+        return { fresh: true, duplicateOf: first };
+      })) as Received;
     },
 
     async reject(message, error) {
@@ -348,9 +451,7 @@ export const openMessageStore = (file: string): MessageStore => {
             for (const destination of record.destinations) {
               // A replayed transform must not reset a delivery that already happened.
               const existing = selectStage.get(id, `${destination}#${index}`);
-              if (existing?.status !== 'sent') {
-                upsertStage.run(id, `${destination}#${index}`, 'queued', null, null, 0, now);
-              }
+              if (existing?.status !== 'sent') queueStage.run(id, `${destination}#${index}`, now, record.jobs?.[destination] ?? null);
             }
           });
         }
@@ -369,6 +470,16 @@ export const openMessageStore = (file: string): MessageStore => {
     async recordError(id, error) {
       await write(() => {
         setStatus.run('error', error, Date.now(), id);
+        releaseDedupe.run(id);
+      });
+    },
+
+    async assignJob(job, work, destination) {
+      await write(() => {
+        for (const { id, output } of work) {
+          if (destination === undefined) setMessageJob.run(job, id);
+          else setStageJob.run(job, id, `${destination}#${output}`);
+        }
       });
     },
 
@@ -390,14 +501,42 @@ export const openMessageStore = (file: string): MessageStore => {
       const prefix = `${destination}#`;
       // The rest of the message the cursor is in, then the messages after it.
       const rest = after
-        ? selectQueuedOutputs.all({ id: after.id, prefix, after: after.output, limit }).map(({ output }) => ({ seq: after.seq, id: after.id, output }))
+        ? selectQueuedOutputs.all({ id: after.id, prefix, after: after.output, limit }).map(({ output, job }) => ({ seq: after.seq, id: after.id, output, job }))
         : [];
       if (rest.length === limit) return rest;
       return [...rest, ...selectQueuedDeliveries.all({ channel, prefix, afterSeq: after?.seq ?? 0, limit: limit - rest.length })];
     },
 
     queuedOutputs(id, destination, afterOutput, limit) {
-      return selectQueuedOutputs.all({ id, prefix: `${destination}#`, after: afterOutput, limit }).map((row) => row.output);
+      return selectQueuedOutputs.all({ id, prefix: `${destination}#`, after: afterOutput, limit });
+    },
+
+    transformInputs(ids) {
+      return selectTransformInputs.all(JSON.stringify(ids)).map((row) => ({
+        id: row.id,
+        channel: row.channel,
+        raw: row.raw,
+        charset: row.charset,
+        status: row.status,
+        controlId: row.control_id,
+        receivedAt: row.received_at,
+        job: row.job,
+        transform: row.transform ?? undefined,
+      }));
+    },
+
+    deliveryInputs(destination, work) {
+      const pairs = work.map(({ id, output }) => [id, output]);
+      return selectDeliveryInputs.all(JSON.stringify(pairs), `${destination}#`).map((row) => ({
+        id: row.id,
+        output: row.output,
+        content: row.content,
+        meta: row.meta ? (JSON.parse(row.meta) as OutputMeta) : undefined,
+        status: row.status ?? undefined,
+        controlId: row.control_id,
+        charset: row.charset,
+        receivedAt: row.received_at,
+      }));
     },
 
     load(id) {
@@ -411,6 +550,7 @@ export const openMessageStore = (file: string): MessageStore => {
         status: row.status,
         controlId: row.control_id,
         receivedAt: row.received_at,
+        job: row.job,
       };
     },
 
@@ -517,6 +657,7 @@ export const openMessageStore = (file: string): MessageStore => {
     },
 
     purge(before) {
+      purgeDedupe.run(Date.now());
       let removed = 0;
       for (;;) {
         const { changes } = purgeBatch.run(before);

@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS messages (
   sender       TEXT,
   charset      TEXT NOT NULL,
   raw          BLOB NOT NULL,                 -- the bytes exactly as received
-  error        TEXT
+  error        TEXT,
+  job          TEXT                           -- the inbound queue job it was queued under (recovery)
 );
 CREATE INDEX IF NOT EXISTS messages_by_channel ON messages (channel, seq);
 CREATE INDEX IF NOT EXISTS messages_by_status ON messages (status, seq);
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS stages (
   error      TEXT,
   attempts   INTEGER NOT NULL DEFAULT 0,
   updated_at INTEGER NOT NULL,
+  job        TEXT,                            -- a delivery's queue job (recovery)
   PRIMARY KEY (message_id, stage)
 ) WITHOUT ROWID;
 -- Whether a message has a stage in a given status, found without reading all of its stages: a
@@ -45,6 +47,18 @@ CREATE TABLE IF NOT EXISTS outputs (
   meta       TEXT,                            -- JSON: where ctx.deliver sent it ({ url, method, headers })
   PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
+
+-- Duplicate suppression (a channel's dedupe): the first message of each sender + MSH-10 within
+-- its window. Written in the transaction that records the message, so a message is a duplicate
+-- exactly when an earlier one holds the key.
+CREATE TABLE IF NOT EXISTS dedupe (
+  channel    TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  first_id   TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (channel, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_by_first ON dedupe (first_id);
 
 -- Full-text search over received content (MRNs, names, control ids). Contentless: the text is
 -- indexed, not stored twice.

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Queue } from 'bullmq';
 import { join } from 'node:path';
-import { deliveryJobId, destinationQueueName, inboundQueueName, QUEUE_PREFIX } from '../../engine/queues.ts';
+import { deliveryJobId, destinationQueueName, inboundQueueName, QUEUE_PREFIX } from '../../engine/pipeline/queues.ts';
 import { blockedProject } from '../helpers/blocked-folder.ts';
 import { startEngineProcess } from '../helpers/engine-process.ts';
 import { loadMessage, redisPid, watchDeliveries } from '../helpers/load.ts';

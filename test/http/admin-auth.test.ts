@@ -9,7 +9,7 @@ import type { ChannelInfo } from '../../engine/channel.ts';
 import type { DestinationConfig } from '../../engine/config.ts';
 import { newMessageId } from '../../engine/ids.ts';
 import { createIntake } from '../../engine/intake.ts';
-import { createQueue, inboundQueueName, type InboundJob } from '../../engine/queues.ts';
+import { createQueue, inboundQueueName, type InboundJob } from '../../engine/pipeline/queues.ts';
 import { fakeChannel, startAdmin, writeTestUsers, type AdminHarness, type Client, type TestUser } from '../helpers/admin.ts';
 import { eventually } from '../helpers/temp.ts';
 

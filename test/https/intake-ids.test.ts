@@ -2,7 +2,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { createIntake } from '../../engine/intake.ts';
-import { createQueue, inboundQueueName, type InboundJob } from '../../engine/queues.ts';
+import { createQueue, inboundQueueName, type InboundJob } from '../../engine/pipeline/queues.ts';
 import { redisConnectionOptions } from '../../engine/redis/connection.ts';
 import { openMessageStore } from '../../engine/store/message-store.ts';
 import { startTestRedis } from '../helpers/redis.ts';

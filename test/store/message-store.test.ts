@@ -44,11 +44,11 @@ const message = (overrides: Partial<ReceivedMessage> = {}): ReceivedMessage => {
 const transformed = (destinations: string[], outputs = ['out']) =>
   ({ status: 'transformed', outputs: outputs.map((o) => Buffer.from(o, 'latin1')), destinations, logs: '' }) as const;
 
-test('receive records a message once; a second receive of the same id returns false', async (t) => {
+test('receive records a message once; a second receive of the same id is not fresh', async (t) => {
   const { store } = await open(t);
   const m = message({ receivedAt: Date.UTC(2026, 0, 1, 12) });
-  t.true(await store.receive(m));
-  t.false(await store.receive({ ...m, channel: 'other', text: 'changed' }));
+  t.deepEqual(await store.receive(m), { fresh: true });
+  t.deepEqual(await store.receive({ ...m, channel: 'other', text: 'changed' }), { fresh: false });
   const detail = store.get(m.id)!;
   t.like(detail, {
     id: m.id,
@@ -76,6 +76,7 @@ test('receive records a message once; a second receive of the same id returns fa
     status: 'received',
     controlId: 'C1',
     receivedAt: Date.UTC(2026, 0, 1, 12),
+    job: null,
   });
 });
 
@@ -510,7 +511,7 @@ test('data survives close and reopen', async (t) => {
   t.like(second.get(m.id), { status: 'queued', text: m.text, outputs: ['hello'] });
   t.is(second.counts().get('adt')?.queued, 1);
   t.deepEqual(second.list({ q: 'MRN12345' }).items.map((x) => x.id), [m.id]);
-  t.false(await second.receive(m), 'the id is still known after reopening');
+  t.false((await second.receive(m)).fresh, 'the id is still known after reopening');
 });
 
 test('writes made in one turn commit together, in call order, before any promise resolves', async (t) => {
@@ -521,7 +522,7 @@ test('writes made in one turn commit together, in call order, before any promise
   await pending[0];
   // When the first caller hears "committed", its whole batch already is.
   t.true(ms.every((m) => store.load(m.id) !== undefined));
-  t.deepEqual(await Promise.all(pending), ms.map(() => true));
+  t.deepEqual(await Promise.all(pending), ms.map(() => ({ fresh: true })));
   t.deepEqual(store.list({ limit: 500 }).items.map((m) => m.id), ms.map((m) => m.id).reverse());
 });
 
@@ -531,8 +532,8 @@ test('one failing write in a batch fails only its caller', async (t) => {
   // NOT NULL raw: this write fails inside the batch's transaction.
   const bad = message({ raw: null as unknown as Buffer });
   const settled = await Promise.allSettled([store.receive(good[0]), store.receive(bad), store.receive(good[1])]);
-  t.deepEqual(settled[0], { status: 'fulfilled', value: true });
-  t.deepEqual(settled[2], { status: 'fulfilled', value: true });
+  t.deepEqual(settled[0], { status: 'fulfilled', value: { fresh: true } });
+  t.deepEqual(settled[2], { status: 'fulfilled', value: { fresh: true } });
   t.is(settled[1].status, 'rejected');
   t.like((settled[1] as PromiseRejectedResult).reason, { code: 'STORE_FAILED', permanent: false });
   t.deepEqual(store.list({}).items.map((m) => m.id), [good[1].id, good[0].id]);
@@ -588,8 +589,9 @@ test('queuedDeliveries: the queued deliveries to one destination of unfinished m
     [['a', 10], ['a', 11], ['b', 0]],
   ]);
 
-  t.deepEqual(store.queuedOutputs(a.id, 'archive', -1, 5), [0, 1, 2, 4, 5]);
-  t.deepEqual(store.queuedOutputs(a.id, 'archive', 5, 100), [6, 7, 8, 9, 10, 11]);
+  const outputsOf = (rows: Array<{ output: number }>) => rows.map((r) => r.output);
+  t.deepEqual(outputsOf(store.queuedOutputs(a.id, 'archive', -1, 5)), [0, 1, 2, 4, 5]);
+  t.deepEqual(outputsOf(store.queuedOutputs(a.id, 'archive', 5, 100)), [6, 7, 8, 9, 10, 11]);
   t.deepEqual(store.queuedOutputs(a.id, 'nowhere', -1, 100), []);
 });
 
@@ -607,4 +609,105 @@ test('a message with many outputs: its status follows its deliveries (derived fr
   t.is(store.load(m.id)?.status, 'sent');
   await store.recordDelivery(m.id, 'archive#7', { status: 'error', attempts: 1, error: 'DESTINATION_GAVE_UP: no' });
   t.like(store.summary(m.id), { status: 'error', error: 'DESTINATION_GAVE_UP: no' });
+});
+
+test('dedupe: a message whose key an earlier one holds within its window is logged as its duplicate', async (t) => {
+  const { store } = await open(t);
+  const dedupe = { key: 'REGSYS|HOSP|D1', windowMs: 60_000, note: '(same sender and MSH-10 within 1m)' };
+  const first = message({ dedupe });
+  const again = message({ dedupe });
+  const other = message({ dedupe: { ...dedupe, key: 'REGSYS|HOSP|D2' } });
+  // In one transaction too: the first to be written holds the key.
+  t.deepEqual(await Promise.all([store.receive(first), store.receive(again), store.receive(other)]), [
+    { fresh: true },
+    { fresh: true, duplicateOf: first.id },
+    { fresh: true },
+  ]);
+  t.like(store.get(again.id), { status: 'filtered', error: `MESSAGE_DUPLICATE: duplicate of ${first.id} (same sender and MSH-10 within 1m)` });
+  t.is(store.get(first.id)?.status, 'received');
+  // A message that errored before it was queued holds no key: its resend is not a duplicate.
+  await store.recordError(first.id, 'COMMIT_FAILED: not queued');
+  t.deepEqual(await store.receive(message({ dedupe })), { fresh: true });
+});
+
+test('dedupe: the key is taken again once its window has passed', async (t) => {
+  const { store } = await open(t);
+  const dedupe = { key: 'K', windowMs: 1, note: '' };
+  await store.receive(message({ dedupe }));
+  // Wait for the clock to pass the window (a condition, not a fixed sleep).
+  const until = Date.now() + 2;
+  while (Date.now() <= until) await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(await store.receive(message({ dedupe })), { fresh: true });
+});
+
+test('jobs: what each message and delivery was queued under, and what recovery reassigns', async (t) => {
+  const { store } = await open(t);
+  const a = message({ job: 'J1' });
+  const b = message({ job: 'J1' });
+  await Promise.all([store.receive(a), store.receive(b)]);
+  t.deepEqual(
+    store.receivedSince('adt', 0, 10).map((w) => [w.id, w.job]),
+    [
+      [a.id, 'J1'],
+      [b.id, 'J1'],
+    ],
+  );
+  await store.assignJob('J2', [{ id: b.id }]);
+  t.is(store.load(b.id)?.job, 'J2');
+
+  await store.recordTransform(a.id, { ...transformed(['archive', 'lab'], ['x', 'y']), jobs: { archive: 'J1.archive.0', lab: 'J1.lab.0' } });
+  t.deepEqual(store.queuedDeliveries('adt', 'lab', undefined, 10).map((d) => [d.output, d.job]), [
+    [0, 'J1.lab.0'],
+    [1, 'J1.lab.0'],
+  ]);
+  await store.assignJob('R.lab.0', [{ id: a.id, output: 1 }], 'lab');
+  t.deepEqual(store.queuedOutputs(a.id, 'lab', -1, 10), [
+    { output: 0, job: 'J1.lab.0' },
+    { output: 1, job: 'R.lab.0' },
+  ]);
+});
+
+test('transformInputs and deliveryInputs: a job\'s worth in one read, in the job\'s order, without what is gone', async (t) => {
+  const { store } = await open(t);
+  const a = message({ controlId: 'A' });
+  const b = message({ controlId: 'B' });
+  await Promise.all([store.receive(a), store.receive(b)]);
+  await store.recordTransform(b.id, {
+    ...transformed(['archive'], ['b0', 'b1']),
+    meta: [null, { url: 'https://x.example/in' }],
+  });
+  t.deepEqual(
+    store.transformInputs([b.id, 'gone', a.id]).map((m) => [m.id, m.transform, m.controlId, m.raw.equals(b.id === m.id ? b.raw : a.raw)]),
+    [
+      [b.id, 'transformed', 'B', true],
+      [a.id, undefined, 'A', true],
+    ],
+  );
+  await store.recordDelivery(b.id, 'archive#0', { status: 'sent', attempts: 1, response: 'ok' });
+  const inputs = store.deliveryInputs('archive', [
+    { id: b.id, output: 1 },
+    { id: b.id, output: 0 },
+    { id: b.id, output: 7 },
+  ]);
+  t.deepEqual(
+    inputs.map((d) => [d.output, d.content.toString('latin1'), d.status, d.meta, d.controlId]),
+    [
+      [1, 'b1', 'queued', { url: 'https://x.example/in' }, 'B'],
+      [0, 'b0', 'sent', undefined, 'B'],
+    ],
+  );
+});
+
+test('a message log written before jobs were recorded gets the job columns, empty', async (t) => {
+  const { store, file } = await open(t);
+  const m = message();
+  await store.receive(m);
+  await store.close();
+  const db = new Database(file);
+  db.exec('ALTER TABLE messages DROP COLUMN job');
+  db.exec('ALTER TABLE stages DROP COLUMN job');
+  db.close();
+  const reopened = openMessageStore(file);
+  t.teardown(() => reopened.close());
+  t.deepEqual(reopened.receivedSince('adt', 0, 10), [{ seq: 1, id: m.id, job: null }]);
 });

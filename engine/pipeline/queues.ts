@@ -1,9 +1,10 @@
 import { Queue, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
-import type { RetryPolicy } from './config.ts';
+import { INTERNAL_RETRY, retryDelay } from './backoff.ts';
 
-// Queue names, the worker factory and the retry/backoff policy. Jobs carry only ids (and an
-// output index): content stays in the message log on disk, so a backlog costs Redis a few hundred
-// bytes per message whatever the message size.
+// Queue names, job shapes and the worker factory. A job is a batch: the messages (or deliveries)
+// committed together, in order, so a busy channel pays Redis per batch, not per message. Jobs carry
+// only ids (and output indexes): content stays in the message log on disk, so a backlog costs Redis
+// a few bytes per message whatever the message size.
 
 /** All Ferry keys live under this prefix, so an external Redis can be shared with other apps. */
 export const QUEUE_PREFIX = 'ferry';
@@ -11,19 +12,38 @@ export const QUEUE_PREFIX = 'ferry';
 export const inboundQueueName = (channel: string): string => `${channel}.in`;
 export const destinationQueueName = (channel: string, destination: string): string => `${channel}.to.${destination}`;
 
-export interface InboundJob {
-  id: string;
-}
+/** Messages to translate, in arrival order. (`id`: one message, as an older Ferry queued them.) */
+export type InboundJob = { ids: string[] } | { id: string };
 
-export interface DeliveryJob {
+/**
+ * Outputs to deliver to one destination, in order, as [message id, output]. `tried`, `lastError`: a
+ * parallel destination's failing delivery split off into a job of its own, with the tries made so
+ * far. (`id`, `output`: the one delivery an older Ferry queued per job.)
+ */
+export type DeliveryJob = { items: Array<[string, number]>; tried?: number; lastError?: string } | { id: string; output: number };
+
+export interface DeliveryWork {
   id: string;
   output: number;
 }
 
-// BullMQ job ids are the message id (plus destination and output), so adding the same work twice,
-// e.g. when a transform is replayed after a crash, is ignored while the first job still exists.
-// (BullMQ forbids ':' in custom ids.)
-export const deliveryJobId = (id: string, destination: string, output: number): string => `${id}.${destination}.${output}`;
+export const inboundWork = (job: InboundJob): string[] => ('ids' in job ? job.ids : [job.id]);
+
+export const deliveryWork = (job: DeliveryJob): DeliveryWork[] =>
+  'items' in job ? job.items.map(([id, output]) => ({ id, output })) : [{ id: job.id, output: job.output }];
+
+export const inboundJob = (ids: string[]): InboundJob => ({ ids });
+
+export const deliveryJob = (work: DeliveryWork[]): DeliveryJob => ({ items: work.map(({ id, output }) => [id, output]) });
+
+// Job ids are derived from the work, so adding the same work twice (a transform replayed after a
+// crash) is ignored while the first job still exists: an inbound job's deliveries are
+// `<inbound job>.<destination>.<n>`. The message log records each message's and delivery's job, so
+// recovery can tell which work Redis lost. (BullMQ forbids ':' in custom ids.)
+export const deliveryJobId = (inboundJobId: string, destination: string, n: number): string => `${inboundJobId}.${destination}.${n}`;
+
+/** The job id an older Ferry gave one message's delivery (for work queued before an upgrade). */
+export const legacyDeliveryJobId = (id: string, destination: string, output: number): string => `${id}.${destination}.${output}`;
 
 const jobOptions: JobsOptions = {
   removeOnComplete: true,
@@ -31,8 +51,8 @@ const jobOptions: JobsOptions = {
   removeOnFail: true,
   // Processors retry delivery themselves (to keep FIFO order); a job fails only when the engine
   // cannot reach its own message log, which is worth retrying for a long time.
-  attempts: 50,
-  backoff: { type: 'capped', delay: 1000 },
+  attempts: INTERNAL_RETRY.attempts,
+  backoff: { type: 'internal' },
 };
 
 export const createQueue = <T>(name: string, connection: ConnectionOptions): Queue<T> =>
@@ -102,18 +122,5 @@ export const createWorker = <T>(
     stalledInterval: 5_000,
     // Crashes are not the job's fault: never fail a job for having been interrupted.
     maxStalledCount: 1_000,
-    settings: { backoffStrategy: (attemptsMade: number) => Math.min(1000 * 2 ** (attemptsMade - 1), 60_000) },
+    settings: { backoffStrategy: (attemptsMade: number) => retryDelay(INTERNAL_RETRY, attemptsMade) },
   });
-
-/**
- * Milliseconds to wait before try number `attempt + 1` (attempt counts from 1), with ±20% jitter
- * so that many messages failing together do not retry in lockstep.
- */
-export const retryDelay = (policy: RetryPolicy, attempt: number, random: () => number = Math.random): number => {
-  const base = policy.backoff === 'fixed' ? policy.delayMs : policy.delayMs * 2 ** (attempt - 1);
-  const capped = Math.min(base, policy.maxDelayMs);
-  return Math.round(capped * (0.8 + 0.4 * random()));
-};
-
-/** Whether another try is allowed after `attempt` tries (attempts 0 = forever). */
-export const mayRetry = (policy: RetryPolicy, attempt: number): boolean => policy.attempts === 0 || attempt < policy.attempts;

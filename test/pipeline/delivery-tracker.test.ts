@@ -1,5 +1,5 @@
 import test from 'ava';
-import { createDeliveryTracker } from '../engine/delivery-tracker.ts';
+import { createDeliveryTracker } from '../../engine/pipeline/delivery-tracker.ts';
 
 // The deliveries in progress as operators see them: listed once they failed, skipped at once
 // whether they are pausing before the next try or in the middle of one.

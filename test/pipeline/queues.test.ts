@@ -1,80 +1,22 @@
 import test from 'ava';
 import { Worker } from 'bullmq';
-import type { RetryPolicy } from '../engine/config.ts';
 import {
   QUEUE_PREFIX,
   createQueue,
   createWorker,
   deliveryJobId,
   destinationQueueName,
+  deliveryJob,
+  deliveryWork,
+  inboundJob,
   inboundQueueName,
-  mayRetry,
+  inboundWork,
+  legacyDeliveryJobId,
   missingJobs,
   requeueAbandoned,
-  retryDelay,
-} from '../engine/queues.ts';
-import { redisConnectionOptions } from '../engine/redis/connection.ts';
-import { startTestRedis } from './helpers/redis.ts';
-
-const exponential: RetryPolicy = { attempts: 5, backoff: 'exponential', delayMs: 1000, maxDelayMs: 10_000 };
-const fixed: RetryPolicy = { attempts: 5, backoff: 'fixed', delayMs: 1500, maxDelayMs: 10_000 };
-const capped: RetryPolicy = { attempts: 0, backoff: 'exponential', delayMs: 500, maxDelayMs: 3000 };
-const noJitter = (): number => 0.5;
-
-const delays: Array<[string, RetryPolicy, number[]]> = [
-  ['exponential doubles from delayMs', exponential, [1000, 2000, 4000, 8000, 10_000, 10_000]],
-  ['fixed stays at delayMs', fixed, [1500, 1500, 1500, 1500]],
-  ['capped at maxDelayMs', capped, [500, 1000, 2000, 3000, 3000]],
-  ['fixed is capped too', { ...fixed, delayMs: 20_000 }, [10_000, 10_000]],
-];
-
-for (const [title, policy, expected] of delays) {
-  test(`retryDelay: ${title}`, (t) => {
-    t.deepEqual(
-      expected.map((_, i) => retryDelay(policy, i + 1, noJitter)),
-      expected,
-    );
-  });
-}
-
-test('retryDelay: a very late attempt stays capped (no Infinity/NaN)', (t) => {
-  t.is(retryDelay(capped, 5000, noJitter), 3000);
-});
-
-const jitter: Array<[string, number, number]> = [
-  ['random 0 gives -20%', 0, 3200],
-  ['random 0.25 gives -10%', 0.25, 3600],
-  ['random 0.75 gives +10%', 0.75, 4400],
-  ['random just below 1 stays under +20%', 0.999_999, 4800],
-];
-
-for (const [title, random, expected] of jitter) {
-  test(`retryDelay jitter: ${title}`, (t) => {
-    t.is(retryDelay(exponential, 3, () => random), expected);
-  });
-}
-
-test('retryDelay jitter stays within ±20% for many draws', (t) => {
-  for (let i = 0; i < 1000; i++) {
-    const delay = retryDelay(exponential, 2, Math.random);
-    t.true(delay >= 1600 && delay <= 2400, `delay ${delay}`);
-  }
-});
-
-const retries: Array<[string, RetryPolicy, number, boolean]> = [
-  ['attempts 3, after try 1', { ...exponential, attempts: 3 }, 1, true],
-  ['attempts 3, after try 2', { ...exponential, attempts: 3 }, 2, true],
-  ['attempts 3, after try 3', { ...exponential, attempts: 3 }, 3, false],
-  ['attempts 1 never retries', { ...exponential, attempts: 1 }, 1, false],
-  ['attempts 0 retries after try 1', { ...exponential, attempts: 0 }, 1, true],
-  ['attempts 0 retries forever', { ...exponential, attempts: 0 }, 1_000_000, true],
-];
-
-for (const [title, policy, attempt, expected] of retries) {
-  test(`mayRetry: ${title}`, (t) => {
-    t.is(mayRetry(policy, attempt), expected);
-  });
-}
+} from '../../engine/pipeline/queues.ts';
+import { redisConnectionOptions } from '../../engine/redis/connection.ts';
+import { startTestRedis } from '../helpers/redis.ts';
 
 test('queue names and delivery job ids', (t) => {
   t.is(inboundQueueName('adt'), 'adt.in');
@@ -82,6 +24,20 @@ test('queue names and delivery job ids', (t) => {
   const id = deliveryJobId('01J0000000AAAAAAAAAAAAAAAA', 'archive', 2);
   t.is(id, '01J0000000AAAAAAAAAAAAAAAA.archive.2');
   t.false(id.includes(':'), 'BullMQ forbids ":" in custom job ids');
+  t.is(legacyDeliveryJobId('01J0000000AAAAAAAAAAAAAAAA', 'archive', 0), '01J0000000AAAAAAAAAAAAAAAA.archive.0');
+});
+
+test('jobs carry batches of work, and an older Ferry\'s one-message jobs still read', (t) => {
+  t.deepEqual(inboundWork(inboundJob(['a', 'b'])), ['a', 'b']);
+  t.deepEqual(inboundWork({ id: 'a' }), ['a']);
+  const work = [
+    { id: 'a', output: 0 },
+    { id: 'a', output: 1 },
+    { id: 'b', output: 0 },
+  ];
+  t.deepEqual(deliveryJob(work), { items: [['a', 0], ['a', 1], ['b', 0]] });
+  t.deepEqual(deliveryWork(deliveryJob(work)), work);
+  t.deepEqual(deliveryWork({ id: 'a', output: 3 }), [{ id: 'a', output: 3 }]);
 });
 
 // Paged (2 at a time) as well as whole: the order must come out the same.
