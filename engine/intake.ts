@@ -223,7 +223,7 @@ export const createIntake = (deps: IntakeDeps): Intake => {
       }
 
       const dedupeKey = dedupe && !options.resend ? dedupeKeyOf(header) : undefined;
-      const committed = await commit.add({
+      const record: ReceivedMessage = {
         id,
         channel,
         source: options.source,
@@ -235,7 +235,16 @@ export const createIntake = (deps: IntakeDeps): Intake => {
         controlId: header?.controlId || null,
         sender: header ? [header.sendingApplication, header.sendingFacility].filter(Boolean).join('@') || null : null,
         ...(dedupeKey !== undefined && dedupe ? { dedupe: { key: dedupeKey, windowMs: dedupe.windowMs, note: dedupeNote! } } : {}),
-      });
+      };
+      // The deadline runs from here, not from when this message's batch gets its turn: a hung Redis
+      // holds the batches behind it too, and each sender must hear AE within the commit timeout.
+      // (A message whose batch commits after its AE is processed anyway: at least once.)
+      let committed: Committed;
+      try {
+        committed = await withDeadline(commit.add(record), commitTimeoutMs);
+      } catch (cause) {
+        return fail(header, `cannot queue the message: ${describeError(cause)}`, cause);
+      }
       switch (committed.kind) {
         case 'queued':
           return { kind: 'accepted', id, header, charset, duplicate: false };

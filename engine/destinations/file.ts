@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FileDestinationConfig } from '../config.ts';
 import { FerryError, isFerryError } from '../errors.ts';
 import { inProgressName, withSuffix } from '../file-names.ts';
-import type { Delivery, Destination } from './destination.ts';
+import type { Delivery, Destination, SendOutcome } from './destination.ts';
 
 // One file per output, written atomically: a temp file in the same folder is written and fsync'ed,
 // then put in place under its final name, then the folder is fsync'ed — a reader never sees half a
@@ -150,40 +150,99 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
   // The folder is created once, not per file; a failed write forgets that, so a folder deleted
   // while the engine runs is made again on the retry.
   let dirReady = false;
+
+  /** Writes and fsyncs the output to a temp file in the folder; returns its path. */
+  const writeTemp = async (delivery: Delivery): Promise<string> => {
+    if (!dirReady) await mkdir(config.dir, { recursive: true });
+    dirReady = true;
+    const temp = join(config.dir, `.${delivery.id}.${randomBytes(4).toString('hex')}.tmp`);
+    const file = await open(temp, 'wx');
+    try {
+      await file.writeFile(delivery.content);
+      await file.sync();
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      await rm(temp, { force: true }).catch(() => undefined);
+      throw error;
+    }
+    await file.close();
+    return temp;
+  };
+
+  const syncDir = async (): Promise<void> => {
+    const dir = await open(config.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  };
+
+  const failed = (cause: unknown, name: string): FerryError => {
+    dirReady = false;
+    return isFerryError(cause) ? cause : new FerryError('FILE_WRITE_FAILED', `cannot write ${join(config.dir, name)}: ${(cause as Error).message}`, { cause });
+  };
+
+  /**
+   * The outputs of a run: every temp file written and fsync'ed at once (the thread pool overlaps the
+   * fsyncs), then put in place in order, then one fsync of the folder for all of them. A failure
+   * ends the run there: the outputs after it are not placed (their temp files go), so a fifo
+   * destination's files appear in order.
+   */
+  const sendMany = async (deliveries: Delivery[]): Promise<SendOutcome[]> => {
+    // Names first: a bad one ends the run at its output.
+    const names: string[] = [];
+    let badName: SendOutcome | undefined;
+    for (const delivery of deliveries) {
+      try {
+        const name = fileNameFor(config.filename, delivery);
+        checkName(config.dir, name);
+        names.push(name);
+      } catch (error) {
+        badName = { ok: false, error };
+        break;
+      }
+    }
+    const temps = await Promise.allSettled(names.map((_, i) => writeTemp(deliveries[i]!)));
+    const outcomes: SendOutcome[] = [];
+    for (const [i, written] of temps.entries()) {
+      if (outcomes.at(-1)?.ok === false) {
+        if (written.status === 'fulfilled') await rm(written.value, { force: true }).catch(() => undefined);
+        continue;
+      }
+      if (written.status === 'rejected') {
+        outcomes.push({ ok: false, error: failed(written.reason, names[i]!) });
+        continue;
+      }
+      try {
+        outcomes.push({ ok: true, response: await place(written.value, names[i]!, deliveries[i]!) });
+      } catch (error) {
+        outcomes.push({ ok: false, error: failed(error, names[i]!) });
+      } finally {
+        // After a link the temp name is a second name of the delivered file: drop it at once.
+        await rm(written.value, { force: true }).catch(() => undefined);
+      }
+    }
+    if (badName && !outcomes.some((outcome) => !outcome.ok)) outcomes.push(badName);
+    if (outcomes.some((outcome) => outcome.ok)) {
+      try {
+        await syncDir();
+      } catch (error) {
+        // Placed but not known to survive a power loss: the run is tried again (the names found
+        // holding the same bytes are then not written again).
+        return [{ ok: false, error: failed(error, names[0]!) }];
+      }
+    }
+    return outcomes;
+  };
+
   return {
     async send(delivery) {
-      const name = fileNameFor(config.filename, delivery);
-      checkName(config.dir, name);
-      const temp = join(config.dir, `.${delivery.id}.${randomBytes(4).toString('hex')}.tmp`);
-      let outcome: string;
-      try {
-        if (!dirReady) await mkdir(config.dir, { recursive: true });
-        dirReady = true;
-        const file = await open(temp, 'wx');
-        try {
-          await file.writeFile(delivery.content);
-          await file.sync();
-        } finally {
-          await file.close();
-        }
-        outcome = await place(temp, name, delivery);
-        // After a link the temp name is a second name of the delivered file: drop it at once.
-        await rm(temp, { force: true });
-        const dir = await open(config.dir, 'r');
-        try {
-          await dir.sync();
-        } finally {
-          await dir.close();
-        }
-      } catch (cause) {
-        dirReady = false;
-        // Best effort: when the folder itself is unusable there is no temp file, and rm fails too.
-        await rm(temp, { force: true }).catch(() => undefined);
-        if (isFerryError(cause)) throw cause;
-        throw new FerryError('FILE_WRITE_FAILED', `cannot write ${join(config.dir, name)}: ${(cause as Error).message}`, { cause });
-      }
-      return outcome;
+      const [outcome] = await sendMany([delivery]);
+      if (!outcome!.ok) throw outcome!.error;
+      return outcome!.response;
     },
+    sendMany,
     async close() {},
   };
 };

@@ -292,3 +292,19 @@ test('channel: a 300-character MSH-10 goes to error once, FILE_NAME_TOO_LONG, no
     'one line, no "retrying"',
   );
 });
+
+test('sendMany: a run of outputs is written together and placed in order; a failure ends the run there', async (t) => {
+  const dir = await tempDir(t);
+  const dest = fileDestination(config(dir, '{controlId}.hl7'));
+  const run = ['A1', 'A2', 'x'.repeat(300), 'A4'].map((controlId, i) => delivery({ id: `01M00000000000000000000A${i}`, controlId, content: Buffer.from(`m${i}`) }));
+  const outcomes = await dest.sendMany!(run);
+  t.is(outcomes.length, 3, 'the run stops at the failing output');
+  t.like(outcomes[0], { ok: true, response: `wrote ${join(dir, 'A1.hl7')}` });
+  t.like(outcomes[1], { ok: true, response: `wrote ${join(dir, 'A2.hl7')}` });
+  t.like(outcomes[2], { ok: false, error: { code: 'FILE_NAME_TOO_LONG', permanent: true } });
+  t.deepEqual((await readdir(dir)).sort(), ['A1.hl7', 'A2.hl7'], 'nothing after the failure, no temp files left');
+  t.is(await readFile(join(dir, 'A2.hl7'), 'utf8'), 'm1');
+  // The same run again (a replay): nothing is written twice.
+  const again = await dest.sendMany!(run.slice(0, 2));
+  t.true(again.every((o) => o.ok && /already holds this output/.test(o.response)));
+});

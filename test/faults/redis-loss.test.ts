@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Queue } from 'bullmq';
 import { join } from 'node:path';
-import { deliveryJobId, destinationQueueName, inboundQueueName, QUEUE_PREFIX } from '../../engine/pipeline/queues.ts';
+import { deliveryWork, destinationQueueName, inboundQueueName, inboundWork, QUEUE_PREFIX, type DeliveryJob, type InboundJob } from '../../engine/pipeline/queues.ts';
 import { blockedProject } from '../helpers/blocked-folder.ts';
 import { startEngineProcess } from '../helpers/engine-process.ts';
 import { loadMessage, redisPid, watchDeliveries } from '../helpers/load.ts';
@@ -29,8 +29,12 @@ test('jobs Redis lost (inbound and delivery) are queued again after it restarts:
   const engine = await startEngineProcess(t, project.configFile, project.dir);
   const dataDir = join(project.dir, 'data');
   const connection = { path: join(dataDir, 'redis', 'redis.sock') };
-  const inbound = new Queue(inboundQueueName('adt'), { connection, prefix: QUEUE_PREFIX });
-  const deliveries = new Queue(destinationQueueName('adt', 'archive'), { connection, prefix: QUEUE_PREFIX });
+  const inbound = new Queue<InboundJob>(inboundQueueName('adt'), { connection, prefix: QUEUE_PREFIX });
+  const deliveries = new Queue<DeliveryJob>(destinationQueueName('adt', 'archive'), { connection, prefix: QUEUE_PREFIX });
+  /** The waiting job that holds message `id` (each message was sent alone, so its job holds only it). */
+  const jobHolding = async <T>(queue: Queue<T>, work: (data: T) => string[], id: string): Promise<string | undefined> =>
+    (await queue.getJobs(['waiting', 'prioritized', 'delayed'])).find((job) => work(job.data).includes(id))?.id;
+  const deliveryIds = (data: DeliveryJob) => deliveryWork(data).map((w) => w.id);
   t.teardown(() => Promise.all([inbound.close(), deliveries.close()]));
 
   const client = openMllpClient(t, port);
@@ -40,10 +44,10 @@ test('jobs Redis lost (inbound and delivery) are queued again after it restarts:
   const idOf = new Map(body.items.map((m) => [m.controlId, m.id]));
 
   // Lost from the inbound queue: the last two, still waiting behind the slow script.
-  for (const controlId of ['L5', 'L6']) await inbound.remove(idOf.get(controlId)!);
+  for (const controlId of ['L5', 'L6']) t.is(await inbound.remove((await jobHolding(inbound, inboundWork, idOf.get(controlId)!))!), 1);
   // Lost from the delivery queue: two that wait behind L1, which the blocked folder keeps retrying.
-  await eventually(async () => ((await deliveries.getJob(deliveryJobId(idOf.get('L4')!, 'archive', 0))) ? true : undefined), 20_000, 'L4 to be transformed');
-  for (const controlId of ['L3', 'L4']) t.is(await deliveries.remove(deliveryJobId(idOf.get(controlId)!, 'archive', 0)), 1);
+  await eventually(() => jobHolding(deliveries, deliveryIds, idOf.get('L4')!), 20_000, 'L4 to be transformed');
+  for (const controlId of ['L3', 'L4']) t.is(await deliveries.remove((await jobHolding(deliveries, deliveryIds, idOf.get(controlId)!))!), 1);
 
   process.kill((await redisPid(dataDir))!, 'SIGKILL');
   await eventually(() => (/"msg":"Redis restarted: queueing again/.test(engine.output()) ? true : undefined), 20_000, 'the engine to see the new Redis');
