@@ -1,6 +1,6 @@
 import test from 'ava';
 import { FerryError } from '../../engine/errors.ts';
-import { ADT, channelsFolder, runScript, translatorFor } from './fixture.ts';
+import { ADT, LIMITS, channelsFolder, runScript, translatorFor } from './fixture.ts';
 
 const DOE_UPPER = ADT.replace('doe^john^q', 'DOE^john^q');
 
@@ -181,7 +181,7 @@ test('ctx.deliver counts against maxOutputs: past it the message errors, even wh
   return Array.from({ length: returned }, (_, i) => 'r' + i);
 };`,
   });
-  const translator = await translatorFor(t, channels.file('deliver.ts'), { limits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 1000, maxOutputs: 3 } });
+  const translator = await translatorFor(t, channels.file('deliver.ts'), { limits: { ...LIMITS, maxOutputs: 3 } });
   t.deepEqual((await translator.run({ id: '1', text: '2 1 0' })).outputs, ['d0', 'd1', 'r0']);
   for (const text of ['4 0 0', '4 0 1', '2 2 0', '0 4 0', '10000 0 1']) {
     const error = await t.throwsAsync(translator.run({ id: text, text }), { instanceOf: FerryError });
