@@ -19,6 +19,13 @@ export interface ChannelControl {
   stop(name: string, by: string | null): Promise<Channel>;
 }
 
+/** The channel called `name`, or CHANNEL_NOT_FOUND (404 over the admin API). */
+export const channelNamed = (channels: ReadonlyMap<string, Channel>, name: string): Channel => {
+  const channel = channels.get(name);
+  if (!channel) throw new FerryError('CHANNEL_NOT_FOUND', `no channel named ${name}`);
+  return channel;
+};
+
 export const channelControl = (deps: {
   channels: ReadonlyMap<string, Channel>;
   state: AdminStore;
@@ -43,14 +50,8 @@ export const channelControl = (deps: {
     return run;
   };
 
-  const channelNamed = (name: string): Channel => {
-    const channel = channels.get(name);
-    if (!channel) throw new FerryError('CHANNEL_NOT_FOUND', `no channel named ${name}`, { details: { status: 404 } });
-    return channel;
-  };
-
   const change = async (name: string, to: 'running' | 'stopped', by: string | null): Promise<Channel> => {
-    const channel = channelNamed(name);
+    const channel = channelNamed(channels, name);
     return serialized(name, async () => {
       // Saved first: the operator's intent stands even if starting fails now (it is retried at the next engine start).
       state.saveChannelState(name, to, by);
