@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Channel } from './channel.ts';
 import { FerryError } from './errors.ts';
 import type { EventBus } from './events.ts';
+import { createSerial, type Serial } from './serial.ts';
 import type { AdminStore } from './store/admin-store.ts';
 
 // Starting and stopping channels on an operator's word: the state is saved (a channel stopped
@@ -33,21 +34,14 @@ export const channelControl = (deps: {
   logger: Logger;
 }): ChannelControl => {
   const { channels, state, bus, logger } = deps;
-  /** Per channel, the tail of its start/stop chain (never rejects). */
-  const pending = new Map<string, Promise<void>>();
+  /** Per channel, its starts and stops one after another (names are those of configured channels). */
+  const serials = new Map<string, Serial>();
 
   /** Runs `step` after any start or stop of the same channel still in progress. */
   const serialized = <T>(name: string, step: () => Promise<T>): Promise<T> => {
-    const run = (pending.get(name) ?? Promise.resolve()).then(step);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    pending.set(name, tail);
-    void tail.then(() => {
-      if (pending.get(name) === tail) pending.delete(name);
-    });
-    return run;
+    let serial = serials.get(name);
+    if (!serial) serials.set(name, (serial = createSerial()));
+    return serial.run(step);
   };
 
   const change = async (name: string, to: 'running' | 'stopped', by: string | null): Promise<Channel> => {
