@@ -13,7 +13,7 @@ import {
   type StageRecord,
   type Status,
 } from '../message.ts';
-import { schemaSql } from './schema.ts';
+import { SCHEMA_VERSION, schemaSql } from './schema.ts';
 import { Database, type SqliteDatabase } from './sqlite.ts';
 
 // The message log: every message, each stage's status, content and error, in one SQLite file
@@ -183,10 +183,19 @@ const toSummary = (row: MessageRow): MessageSummary => ({
 const SUMMARY_COLUMNS =
   'seq, id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, error';
 
-/** Brings a message log written by an older Ferry up to this schema, in place. */
+/**
+ * Brings the message log up to SCHEMA_VERSION, in place: tables and indexes it lacks are created,
+ * columns added, and the version is stamped in the file (SQLite's user_version; logs written before
+ * there was a stamp read 0). A log stamped by a newer Ferry is refused rather than misread.
+ */
 const migrate = (db: SqliteDatabase): void => {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) throw new Error(`it was written by a newer Ferry (schema version ${version}; this one knows ${SCHEMA_VERSION})`);
+  db.exec(schemaSql);
+  if (version === SCHEMA_VERSION) return;
   const outputColumns = db.pragma('table_info(outputs)') as Array<{ name: string }>;
   if (!outputColumns.some((c) => c.name === 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
 };
 
 export const openMessageStore = (file: string): MessageStore => {
@@ -197,7 +206,6 @@ export const openMessageStore = (file: string): MessageStore => {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
-    db.exec(schemaSql);
     migrate(db);
   } catch (cause) {
     throw new FerryError('STORE_FAILED', `cannot open the message log ${file}: ${(cause as Error).message}`, { cause });

@@ -1,6 +1,11 @@
 // The message log's SQLite schema. Content lives here, on disk, not in Redis: a destination down
-// for a day leaves its backlog in this file while Redis holds only job ids (DESIGN: backlog on disk).
+// for a day leaves its backlog in this file while Redis holds only job ids, so a backlog costs disk,
+// not memory.
 
+/**
+ * Stamped in the file at open (message-store.ts migrate). Raise it with each change an older log
+ * needs brought up to (a column added, data rewritten) and add that step to migrate.
+ */
 export const SCHEMA_VERSION = 1;
 
 export const schemaSql = `
