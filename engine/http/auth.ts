@@ -26,10 +26,10 @@ export interface Principal {
 }
 
 /** Who did it, for the audit log and a resend's source, when no user is configured. */
-export const OPEN_MODE_ACTOR = '(open mode)';
+const OPEN_MODE_ACTOR = '(open mode)';
 export const actorOf = (principal: Principal): string => principal.username ?? OPEN_MODE_ACTOR;
 
-export const SESSION_COOKIE = 'ferry_session';
+const SESSION_COOKIE = 'ferry_session';
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const MAX_LOGIN_BODY = 16 * 1024;

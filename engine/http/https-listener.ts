@@ -55,7 +55,7 @@ export const peerCertificate = (ctx: Koa.Context): PeerCertificate => socketCert
 
 export type PeerCertificate = { state: 'none' } | { state: 'untrusted'; cn: string; reason: string } | { state: 'trusted'; cn: string };
 
-export const socketCertificate = (from: IncomingMessage['socket']): PeerCertificate => {
+const socketCertificate = (from: IncomingMessage['socket']): PeerCertificate => {
   const socket = from as Partial<TLSSocket>;
   if (!socket.encrypted || typeof socket.getPeerCertificate !== 'function') return { state: 'none' };
   const cert = socket.getPeerCertificate();
