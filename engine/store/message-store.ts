@@ -13,7 +13,7 @@ import {
   type StageRecord,
   type Status,
 } from '../message.ts';
-import { SCHEMA_VERSION, schemaSql } from './schema.ts';
+import { migrate } from './schema.ts';
 import { Database, type SqliteDatabase } from './sqlite.ts';
 
 // The message log: every message, each stage's status, content and error, in one SQLite file
@@ -182,21 +182,6 @@ const toSummary = (row: MessageRow): MessageSummary => ({
 
 const SUMMARY_COLUMNS =
   'seq, id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, error';
-
-/**
- * Brings the message log up to SCHEMA_VERSION, in place: tables and indexes it lacks are created,
- * columns added, and the version is stamped in the file (SQLite's user_version; logs written before
- * there was a stamp read 0). A log stamped by a newer Ferry is refused rather than misread.
- */
-const migrate = (db: SqliteDatabase): void => {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) throw new Error(`it was written by a newer Ferry (schema version ${version}; this one knows ${SCHEMA_VERSION})`);
-  db.exec(schemaSql);
-  if (version === SCHEMA_VERSION) return;
-  const outputColumns = db.pragma('table_info(outputs)') as Array<{ name: string }>;
-  if (!outputColumns.some((c) => c.name === 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
-  db.pragma(`user_version = ${SCHEMA_VERSION}`);
-};
 
 export const openMessageStore = (file: string): MessageStore => {
   mkdirSync(dirname(file), { recursive: true });
@@ -544,9 +529,8 @@ export const openMessageStore = (file: string): MessageStore => {
     },
 
     onCommit(listener) {
-      const own = (id: string): void => listener(id);
-      commitListeners.add(own);
-      return () => commitListeners.delete(own);
+      commitListeners.add(listener);
+      return () => commitListeners.delete(listener);
     },
 
     flush: () => writes.drain(),
