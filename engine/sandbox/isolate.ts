@@ -12,6 +12,7 @@
 // the isolate is recreated after a timeout, a memory overrun or a crash.
 import { ivm, type IsolatedVM } from './ivm.ts';
 import { FerryError } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 import type { OutputMeta } from '../message.ts';
 import type { Invoke, Outcome, PrepareOptions, ScriptInput, ScriptLog } from './prelude.ts';
 import type { CompiledScript, SourceLocation } from './transpile.ts';
@@ -142,12 +143,7 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
 
   // One isolate runs one thing at a time; queueing here also means a run's deadline starts when it
   // starts, not while it waits behind another message.
-  let tail: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = tail.then(work);
-    tail = result.catch(() => undefined);
-    return result;
-  };
+  const exclusive = createSerial();
 
   const discardIsolate = (): void => {
     if (isolate && !isolate.isDisposed) isolate.dispose();
@@ -265,13 +261,13 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
 
   return {
     load: (script) =>
-      exclusive(async () => {
+      exclusive.run(async () => {
         replace(await instantiate(script));
         current = script;
       }),
 
     run: (input) =>
-      exclusive(async () => {
+      exclusive.run(async () => {
         if (!current) throw new FerryError('SANDBOX_FAILED', 'no script is loaded in the sandbox');
         const script = current;
         if (!loaded || loaded.script !== script) replace(await instantiate(script));
@@ -293,7 +289,7 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
     async close() {
       if (closed) return;
       closed = true;
-      await tail;
+      await exclusive.idle();
       discardIsolate();
     },
   };

@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { FerryError, errorCodes, type ErrorCode } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 import { OVER_MEMORY, type HostReply, type HostRequest } from './host-protocol.ts';
 import type { Sandbox, SandboxLimits, SandboxResult } from './isolate.ts';
 import type { ScriptInput } from './prelude.ts';
@@ -101,12 +102,7 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
 
   // One request at a time: the isolate runs one message at a time anyway, and a message's deadline
   // starts when it is sent, not while it waits behind another.
-  let tail: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = tail.then(work);
-    tail = result.catch(() => undefined);
-    return result;
-  };
+  const exclusive = createSerial();
 
   const noteCrash = (): void => {
     crashesInARow++;
@@ -249,14 +245,14 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
 
   return {
     load: (script) =>
-      exclusive(async () => {
+      exclusive.run(async () => {
         refuseIfClosed();
         await loadInto(await ensureHost(), script);
         current = script;
       }),
 
     run: (input: ScriptInput) =>
-      exclusive(async (): Promise<SandboxResult> => {
+      exclusive.run(async (): Promise<SandboxResult> => {
         refuseIfClosed();
         if (!current) throw new FerryError('SANDBOX_FAILED', 'no script is loaded in the sandbox');
         const script = current;
@@ -277,7 +273,7 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
       if (closed) return;
       closed = true;
       closing.abort();
-      await tail;
+      await exclusive.idle();
       const stopping = host;
       host = undefined;
       if (!stopping) return;
