@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Channel } from './channel.ts';
 import { FerryError } from './errors.ts';
 import type { EventBus } from './events.ts';
+import { createSerial, type Serial } from './serial.ts';
 import type { AdminStore } from './store/admin-store.ts';
 
 // Starting and stopping channels on an operator's word: the state is saved (a channel stopped
@@ -19,6 +20,13 @@ export interface ChannelControl {
   stop(name: string, by: string | null): Promise<Channel>;
 }
 
+/** The channel called `name`, or CHANNEL_NOT_FOUND (404 over the admin API). */
+export const channelNamed = (channels: ReadonlyMap<string, Channel>, name: string): Channel => {
+  const channel = channels.get(name);
+  if (!channel) throw new FerryError('CHANNEL_NOT_FOUND', `no channel named ${name}`);
+  return channel;
+};
+
 export const channelControl = (deps: {
   channels: ReadonlyMap<string, Channel>;
   state: AdminStore;
@@ -26,31 +34,18 @@ export const channelControl = (deps: {
   logger: Logger;
 }): ChannelControl => {
   const { channels, state, bus, logger } = deps;
-  /** Per channel, the tail of its start/stop chain (never rejects). */
-  const pending = new Map<string, Promise<void>>();
+  /** Per channel, its starts and stops one after another (names are those of configured channels). */
+  const serials = new Map<string, Serial>();
 
   /** Runs `step` after any start or stop of the same channel still in progress. */
   const serialized = <T>(name: string, step: () => Promise<T>): Promise<T> => {
-    const run = (pending.get(name) ?? Promise.resolve()).then(step);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    pending.set(name, tail);
-    void tail.then(() => {
-      if (pending.get(name) === tail) pending.delete(name);
-    });
-    return run;
-  };
-
-  const channelNamed = (name: string): Channel => {
-    const channel = channels.get(name);
-    if (!channel) throw new FerryError('CHANNEL_NOT_FOUND', `no channel named ${name}`, { details: { status: 404 } });
-    return channel;
+    let serial = serials.get(name);
+    if (!serial) serials.set(name, (serial = createSerial()));
+    return serial.run(step);
   };
 
   const change = async (name: string, to: 'running' | 'stopped', by: string | null): Promise<Channel> => {
-    const channel = channelNamed(name);
+    const channel = channelNamed(channels, name);
     return serialized(name, async () => {
       // Saved first: the operator's intent stands even if starting fails now (it is retried at the next engine start).
       state.saveChannelState(name, to, by);

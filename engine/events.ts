@@ -37,24 +37,10 @@ export const createEventBus = (onListenerError: (error: unknown) => void = () =>
 };
 
 /**
- * The same store, publishing a `message` event after each of its writes commits. (A write method
- * added to MessageStore belongs in this list, or the UI will not see its changes live.)
+ * The same store, publishing a `message` event after each of its writes commits: the store itself
+ * reports every write it commits (MessageStore.onCommit), so a new write cannot be left out.
  */
 export const publishingStore = (store: MessageStore, bus: EventBus): MessageStore => {
-  const after =
-    <A extends unknown[], R>(write: (...args: A) => Promise<R>, idOf: (...args: A) => string) =>
-    async (...args: A): Promise<R> => {
-      const result = await write(...args);
-      bus.publish({ kind: 'message', id: idOf(...args) });
-      return result;
-    };
-  return {
-    ...store,
-    receive: after(store.receive, (message) => message.id),
-    reject: after(store.reject, (message) => message.id),
-    recordTransform: after(store.recordTransform, (id) => id),
-    recordDelivery: after(store.recordDelivery, (id) => id),
-    recordError: after(store.recordError, (id) => id),
-    recordDuplicate: after(store.recordDuplicate, (id) => id),
-  };
+  store.onCommit((id) => bus.publish({ kind: 'message', id }));
+  return store;
 };

@@ -50,3 +50,25 @@ test('every store write publishes its message id once it has committed', async (
   ]);
   t.is(store.load('m1')?.status, 'sent', 'reads pass through');
 });
+
+test('a write that does not commit publishes nothing; a removed commit listener hears nothing more', async (t) => {
+  const bus = createEventBus();
+  const raw = openMessageStore(join(await tempDir(t), 'm.db'));
+  const heard: string[] = [];
+  const stopHearing = raw.onCommit((id) => heard.push(id));
+  const store = publishingStore(raw, bus);
+  const seen: string[] = [];
+  bus.subscribe((event) => {
+    if (event.kind === 'message') seen.push(event.id);
+  });
+  const message = (id: string) => ({ id, channel: 'c', source: 't', raw: Buffer.from('x'), text: 'x', charset: 'UNICODE UTF-8' });
+  await store.receive(message('m1'));
+  // Raw bytes are NOT NULL in the log: SQLite refuses the row, and the write fails alone.
+  await t.throwsAsync(store.receive({ ...message('m2'), raw: null as unknown as Buffer }), { message: /^message log write failed: NOT NULL constraint failed/ });
+  stopHearing();
+  await store.recordError('m1', 'COMMIT_FAILED: x');
+  await store.close();
+  await t.throwsAsync(store.receive(message('m3')), { message: 'the message log is closed' });
+  t.deepEqual(seen, ['m1', 'm1']);
+  t.deepEqual(heard, ['m1']);
+});

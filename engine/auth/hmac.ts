@@ -25,7 +25,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import type { Redis } from 'ioredis';
 import { FerryError } from '../errors.ts';
 
-export const hmacHeaderNames = {
+const hmacHeaderNames = {
   key: 'X-Ferry-Key',
   timestamp: 'X-Ferry-Timestamp',
   nonce: 'X-Ferry-Nonce',

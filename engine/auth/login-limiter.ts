@@ -33,14 +33,14 @@ export interface LoginLimiter {
   begin(ip: string, user: string): LoginAdmission;
 }
 
-export const LOGIN_MAX_FAILURES = 5;
-export const LOGIN_WINDOW_MS = 15 * 60 * 1000;
+const LOGIN_MAX_FAILURES = 5;
+const LOGIN_WINDOW_MS = 15 * 60 * 1000;
 /**
  * Password checks in flight at once. One per user name: a person logs in once at a time (the web
  * form disables its button meanwhile). Two per address: people behind one NAT may log in together.
  */
-export const LOGIN_IN_FLIGHT_PER_USER = 1;
-export const LOGIN_IN_FLIGHT_PER_ADDRESS = 2;
+const LOGIN_IN_FLIGHT_PER_USER = 1;
+const LOGIN_IN_FLIGHT_PER_ADDRESS = 2;
 /** What a refused extra is told to wait: a check takes ~80 ms. */
 const BUSY_RETRY_AFTER_S = 1;
 /** Keys kept at most (addresses and names an attacker can invent); the oldest go first. */

@@ -21,7 +21,7 @@ export interface Sessions {
   end(id: string): void;
 }
 
-export const SESSION_IDLE_MS = 30 * 60 * 1000;
+const SESSION_IDLE_MS = 30 * 60 * 1000;
 /** Bounds memory against a flood of logins; the least recently used session goes first. */
 const MAX_SESSIONS = 10_000;
 

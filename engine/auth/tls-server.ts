@@ -4,6 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { FerryError, errorText } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 
 // Ferry's TLS listeners (the HTTPS listener, MLLP over TLS, the admin API), made the same way
 // (TLS 1.2 or later; unreadable or unusable files are config errors), and the hot reload of their
@@ -115,10 +116,9 @@ export const reloadCertificates = (options: {
     }
   };
 
-  let running: Promise<void> = Promise.resolve();
-  const timer = setInterval(() => {
-    running = running.then(check, check);
-  }, intervalMs).unref();
+  // A slow check (a file system that hangs) makes the next ones wait rather than overlap. check never rejects.
+  const checks = createSerial();
+  const timer = setInterval(() => void checks.run(check), intervalMs).unref();
 
   return {
     stop() {

@@ -23,6 +23,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { Document, isMap, isSeq, parseDocument, type YAMLSeq } from 'yaml';
 import { FerryError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { createSerial } from '../serial.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 
 const namePattern = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
@@ -340,9 +341,9 @@ export function openTokenTable(file: string, logger: Logger, options: TokenTable
   let debounce: NodeJS.Timeout | undefined;
   // Reloads and last-use writes take turns: a reload running between a write's rename and the
   // write adopting its own result would take the engine's write for someone else's edit.
-  let queue: Promise<void> = Promise.resolve();
+  const tasks = createSerial();
   const enqueue = (task: () => Promise<void>): void => {
-    queue = queue.then(task).catch((err: unknown) => log.error({ err }, 'cannot check the tokens file'));
+    tasks.run(task).catch((err: unknown) => log.error({ err }, 'cannot check the tokens file'));
   };
 
   const check = async (): Promise<void> => {
@@ -466,7 +467,7 @@ export function openTokenTable(file: string, logger: Logger, options: TokenTable
         clearTimeout(debounce);
         clearTimeout(flushTimer);
         enqueue(flush);
-        await queue;
+        await tasks.idle();
       })();
       return closing;
     },

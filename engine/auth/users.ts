@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { parse, stringify } from 'yaml';
 import { FerryError } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 import { isPasswordHash } from './passwords.ts';
 
 // The admin users file (config `engine.users`, default ./users.yaml): names, roles, scrypt
@@ -145,10 +146,10 @@ export const watchUsers = async (file: string, logger: Logger, pollMs = POLL_MS)
   };
   use(await readUsersFile(file));
 
-  let reading = Promise.resolve();
+  const reads = createSerial();
   const onChange = (current: Stats, previous: Stats): void => {
     if (current.mtimeMs === previous.mtimeMs && current.size === previous.size && current.ino === previous.ino) return;
-    reading = reading.then(async () => {
+    void reads.run(async () => {
       // An editor saving in place truncates first: an empty file is a write in progress, not "no
       // users" (that would open a loopback admin); removing the file is how to remove everyone.
       await sleep(SETTLE_MS);

@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { checkServerIdentity } from '../auth/server-identity.ts';
 import { FerryError, errorText } from '../errors.ts';
 import { createMllpDecoder, encodeFrame } from '../hl7/mllp.ts';
+import { createSerial } from '../serial.ts';
 
 export interface MllpClientOptions {
   host: string;
@@ -57,7 +58,7 @@ export const mllpClient = (options: MllpClientOptions): MllpClient => {
   let waiter: Waiter | undefined;
   // Sends run one after another: MLLP has no message ids on the wire, so a reply can only be
   // matched to the frame sent last.
-  let tail: Promise<unknown> = Promise.resolve();
+  const sends = createSerial();
   let closing: Promise<void> | undefined;
 
   // Settles the outstanding send, but only if it belongs to `from`: a connection being torn down
@@ -175,14 +176,12 @@ export const mllpClient = (options: MllpClientOptions): MllpClient => {
 
   const send = (payload: Uint8Array | string, sendOptions: MllpSendOptions = {}): Promise<Buffer> => {
     if (closing) return Promise.reject(new FerryError('ENGINE_SHUTTING_DOWN', `MLLP client for ${where} is closed`));
-    const result = tail.then(() => exchange(payload, sendOptions.verify));
-    tail = result.catch(() => undefined);
-    return result;
+    return sends.run(() => exchange(payload, sendOptions.verify));
   };
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await tail;
+      await sends.idle();
       const s = socket;
       socket = undefined;
       if (!s || s.destroyed) return;

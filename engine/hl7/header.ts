@@ -64,15 +64,5 @@ export const readHeader = (text: string): Hl7Header => {
   };
 };
 
-/** Whether the text starts like an HL7 v2 message (MSH with usable delimiters); never throws. */
-export const isHl7 = (text: string): boolean => {
-  try {
-    locateMsh(text);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /** An engine must never acknowledge an acknowledgement: true when MSH-9.1 is `ACK`. */
 export const isAck = (header: Hl7Header): boolean => header.messageCode === 'ACK';

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { createLoginLimiter, type LoginLimiter } from '../auth/login-limiter.ts';
 import { createSessions, type Sessions } from '../auth/sessions.ts';
 import type { UserDirectory } from '../auth/users.ts';
-import type { ChannelControl } from '../channel-control.ts';
+import { channelNamed, type ChannelControl } from '../channel-control.ts';
 import type { Channel } from '../channel.ts';
 import type { SkipOutcome } from '../pipeline/delivery-tracker.ts';
 import { FerryError, isFerryError } from '../errors.ts';
@@ -59,9 +59,6 @@ const optionalTime = (value: unknown, name: string): number | undefined => {
   return time;
 };
 
-const notFound = (code: 'CHANNEL_NOT_FOUND' | 'MESSAGE_NOT_FOUND', message: string): FerryError =>
-  new FerryError(code, message, { details: { status: 404 } });
-
 export const adminApp = (deps: AdminDeps): Koa => {
   const { channels, store, redis, control, adminStore, users, bus, logger } = deps;
   const app = new Koa();
@@ -92,17 +89,11 @@ export const adminApp = (deps: AdminDeps): Koa => {
     };
   };
 
-  const channelNamed = (name: string): Channel => {
-    const channel = channels.get(name);
-    if (!channel) throw notFound('CHANNEL_NOT_FOUND', `no channel named ${name}`);
-    return channel;
-  };
-
   const events = createEventStream(
     {
       bus,
       channelNames: () => [...channels.keys()],
-      channelObject: (name) => channelObject(channelNamed(name)),
+      channelObject: (name) => channelObject(channelNamed(channels, name)),
       messageSummary: (id) => store.summary(id),
       onError: (error) => logger.warn({ err: error }, 'admin event stream'),
     },
@@ -116,7 +107,7 @@ export const adminApp = (deps: AdminDeps): Koa => {
     try {
       await next();
     } catch (error) {
-      const status = isFerryError(error) ? Number(error.details?.status ?? 500) : 500;
+      const status = isFerryError(error) ? (error.status ?? 500) : 500;
       const retryAfter = isFerryError(error) ? error.details?.retryAfter : undefined;
       if (retryAfter !== undefined) ctx.set('Retry-After', String(retryAfter));
       ctx.status = status;
@@ -153,14 +144,14 @@ export const adminApp = (deps: AdminDeps): Koa => {
   });
 
   router.get('/api/channels/:name', auth.allow('viewer'), async (ctx) => {
-    const channel = channelNamed(ctx.params['name']!);
+    const channel = channelNamed(channels, ctx.params['name']!);
     ctx.body = { ...(await channelObject(channel)), config: redactSecrets(channel.config) };
   });
 
   for (const action of ['start', 'stop'] as const) {
     router.post(`/api/channels/:name/${action}`, auth.allow('operator'), async (ctx) => {
       const name = ctx.params['name']!;
-      channelNamed(name);
+      channelNamed(channels, name);
       const actor = actorOf(principalOf(ctx));
       let outcome: string | null = null;
       try {
@@ -171,7 +162,7 @@ export const adminApp = (deps: AdminDeps): Koa => {
       } finally {
         adminStore.audit({ user: actor, action, target: name, detail: outcome });
       }
-      ctx.body = await channelObject(channelNamed(name));
+      ctx.body = await channelObject(channelNamed(channels, name));
     });
   }
 
@@ -187,10 +178,10 @@ export const adminApp = (deps: AdminDeps): Koa => {
   // operator skips it, it is recorded `error` (DELIVERY_SKIPPED) and the queue goes on; audited.
   router.post('/api/channels/:name/destinations/:destination/skip', auth.allow('operator'), async (ctx) => {
     const name = ctx.params['name']!;
-    const channel = channelNamed(name);
+    const channel = channelNamed(channels, name);
     const destination = ctx.params['destination']!;
     if (!channel.config.destinations.some((d) => d.name === destination)) {
-      throw new FerryError('DESTINATION_NOT_FOUND', `channel ${name} has no destination named ${destination}`, { details: { status: 404 } });
+      throw new FerryError('DESTINATION_NOT_FOUND', `channel ${name} has no destination named ${destination}`);
     }
     const { id, output = 0 } = await readJsonObject(ctx, MAX_SKIP_BODY);
     if (typeof id !== 'string' || id === '') throw badRequest('id must be the message id of the delivery to skip');
@@ -201,7 +192,7 @@ export const adminApp = (deps: AdminDeps): Koa => {
     try {
       const outcome = await channel.skip(destination, id, output, actor);
       if (outcome !== 'skipped') {
-        throw new FerryError('DELIVERY_NOT_IN_PROGRESS', `the delivery of message ${id} to ${name}/${stage} ${notSkipped[outcome]}`, { details: { status: 409 } });
+        throw new FerryError('DELIVERY_NOT_IN_PROGRESS', `the delivery of message ${id} to ${name}/${stage} ${notSkipped[outcome]}`);
       }
       // Recorded before the skip resolved: this is the stage as the message log now holds it.
       const record = store.get(id)?.stages.find((s) => s.stage === stage);
@@ -235,16 +226,16 @@ export const adminApp = (deps: AdminDeps): Koa => {
 
   router.get('/api/messages/:id', auth.allow('viewer'), (ctx) => {
     const message = store.get(ctx.params['id']!);
-    if (!message) throw notFound('MESSAGE_NOT_FOUND', `no message ${ctx.params['id']}`);
+    if (!message) throw new FerryError('MESSAGE_NOT_FOUND', `no message ${ctx.params['id']}`);
     ctx.body = message;
   });
 
   /** Puts a stored message's received bytes through its channel's intake again, as a new message; audited. */
   const resend = async (id: string, actor: string): Promise<{ id: string }> => {
     const original = store.load(id);
-    if (!original) throw notFound('MESSAGE_NOT_FOUND', `no message ${id}`);
+    if (!original) throw new FerryError('MESSAGE_NOT_FOUND', `no message ${id}`);
     const channel = channels.get(original.channel);
-    if (!channel) throw notFound('CHANNEL_NOT_FOUND', `no channel named ${original.channel} (the message's channel is no longer configured)`);
+    if (!channel) throw new FerryError('CHANNEL_NOT_FOUND', `no channel named ${original.channel} (the message's channel is no longer configured)`);
     // Through the channel's intake, like any new message: logged and queued before the answer.
     const result = await channel.intake.accept(original.raw, {
       source: `resend by ${actor}`,
@@ -257,11 +248,12 @@ export const adminApp = (deps: AdminDeps): Koa => {
         adminStore.audit({ user: actor, action: 'resend', target: original.id, detail: `as ${result.id}` });
         return { id: result.id };
       case 'ignored':
-        throw new FerryError('API_BAD_REQUEST', 'the message is an HL7 acknowledgement; channels ignore those', { details: { status: 422 } });
-      case 'rejected':
-        throw new FerryError(result.error.code, result.error.message, { details: { status: 422 } });
-      case 'failed':
-        throw new FerryError(result.error.code, result.error.message, { details: { status: 503 } });
+        // 422, not the code's 400: the request is well formed; what it names cannot be processed,
+        // like content the channel refuses (HL7_NOT_HL7 and the other codes intake rejects with).
+        throw new FerryError('API_BAD_REQUEST', 'the message is an HL7 acknowledgement; channels ignore those', { status: 422 });
+      case 'rejected': // 422: the channel refuses the content (HL7_*)
+      case 'failed': // 503: it cannot be committed now (COMMIT_FAILED, QUEUE_FULL)
+        throw result.error;
     }
   };
 
@@ -311,9 +303,9 @@ export const adminApp = (deps: AdminDeps): Koa => {
     await next();
     if (!ctx.path.startsWith('/api/')) return;
     if (ctx.status === 405) {
-      throw new FerryError('API_METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path} (allowed: ${ctx.response.get('Allow')})`, { details: { status: 405 } });
+      throw new FerryError('API_METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path} (allowed: ${ctx.response.get('Allow')})`);
     }
-    if (ctx.status === 404 && ctx.body === undefined) throw new FerryError('API_NOT_FOUND', `no API endpoint ${ctx.method} ${ctx.path}`, { details: { status: 404 } });
+    if (ctx.status === 404 && ctx.body === undefined) throw new FerryError('API_NOT_FOUND', `no API endpoint ${ctx.method} ${ctx.path}`);
   });
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -26,10 +26,10 @@ export interface Principal {
 }
 
 /** Who did it, for the audit log and a resend's source, when no user is configured. */
-export const OPEN_MODE_ACTOR = '(open mode)';
+const OPEN_MODE_ACTOR = '(open mode)';
 export const actorOf = (principal: Principal): string => principal.username ?? OPEN_MODE_ACTOR;
 
-export const SESSION_COOKIE = 'ferry_session';
+const SESSION_COOKIE = 'ferry_session';
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const MAX_LOGIN_BODY = 16 * 1024;
@@ -51,15 +51,12 @@ export const checkAdminExposure = (config: FerryConfig, userCount: number): void
   );
 };
 
-const fail = (code: 'AUTH_REQUIRED' | 'AUTH_FAILED' | 'AUTH_CSRF' | 'AUTH_FORBIDDEN', message: string): FerryError =>
-  new FerryError(code, message, { details: { status: code === 'AUTH_CSRF' || code === 'AUTH_FORBIDDEN' ? 403 : 401 } });
-
-/** 429 for a login refused before its password was checked. */
+/** 429 for a login refused before its password was checked; `retryAfter` (seconds) becomes Retry-After. */
 const refusal = ({ reason, retryAfter }: Extract<LoginAdmission, { ok: false }>): FerryError =>
   reason === 'limited'
-    ? new FerryError('AUTH_RATE_LIMITED', `too many failed logins; try again in ${retryAfter} s`, { details: { status: 429, retryAfter } })
+    ? new FerryError('AUTH_RATE_LIMITED', `too many failed logins; try again in ${retryAfter} s`, { details: { retryAfter } })
     : new FerryError('AUTH_LOGIN_BUSY', `another login from this address or for this user is being checked; try again in ${retryAfter} s`, {
-        details: { status: 429, retryAfter },
+        details: { retryAfter },
       });
 
 const sameSecret = (a: string, b: string): boolean => {
@@ -81,7 +78,7 @@ const checkOrigin = (ctx: Koa.Context): void => {
   } catch {
     host = '';
   }
-  if (host !== ctx.host) throw fail('AUTH_CSRF', `cross-site request from ${origin} refused`);
+  if (host !== ctx.host) throw new FerryError('AUTH_CSRF', `cross-site request from ${origin} refused`);
 };
 
 export interface AuthDeps {
@@ -114,7 +111,7 @@ export const createAuth = (deps: AuthDeps): Auth => {
     if (authorization) {
       const token = /^Bearer\s+(\S+)$/i.exec(authorization)?.[1];
       const user = token ? users.findByToken(token) : undefined;
-      if (!user) throw fail('AUTH_FAILED', 'unknown API token');
+      if (!user) throw new FerryError('AUTH_FAILED', 'unknown API token');
       return { username: user.name, role: user.role, via: 'token', csrfToken: '', tokenSha256: tokenSha256(token!) };
     }
     const sessionId = ctx.cookies.get(SESSION_COOKIE);
@@ -126,10 +123,10 @@ export const createAuth = (deps: AuthDeps): Auth => {
     }
     if (isOpen()) {
       // DNS rebinding: a page on evil.example resolving to 127.0.0.1 reaches this listener with its own Host.
-      if (!isLoopbackHost(ctx.hostname)) throw fail('AUTH_FORBIDDEN', 'without users, the admin API answers only to localhost addresses');
+      if (!isLoopbackHost(ctx.hostname)) throw new FerryError('AUTH_FORBIDDEN', 'without users, the admin API answers only to localhost addresses');
       return { username: null, role: 'admin', via: 'open', csrfToken: '' };
     }
-    throw fail('AUTH_REQUIRED', session || !sessionId ? 'log in or send an API token' : 'the session has expired; log in again');
+    throw new FerryError('AUTH_REQUIRED', session || !sessionId ? 'log in or send an API token' : 'the session has expired; log in again');
   };
 
   const allow =
@@ -139,11 +136,11 @@ export const createAuth = (deps: AuthDeps): Auth => {
       if (STATE_CHANGING.has(ctx.method)) {
         checkOrigin(ctx);
         if (principal.via === 'session' && !sameSecret(ctx.get('x-csrf-token'), principal.csrfToken)) {
-          throw fail('AUTH_CSRF', 'missing or wrong X-CSRF-Token header (it comes with the session from /api/login or /api/session)');
+          throw new FerryError('AUTH_CSRF', 'missing or wrong X-CSRF-Token header (it comes with the session from /api/login or /api/session)');
         }
       }
       if (!roleAllows(principal.role, role)) {
-        throw fail('AUTH_FORBIDDEN', `${principal.username} is ${principal.role}; this needs ${role}`);
+        throw new FerryError('AUTH_FORBIDDEN', `${principal.username} is ${principal.role}; this needs ${role}`);
       }
       ctx.state['principal'] = principal;
       await next();
@@ -191,7 +188,7 @@ export const createAuth = (deps: AuthDeps): Auth => {
         }
         if (!user || !ok) {
           adminStore.audit({ user: username, action: 'login-failed', target: null, detail: `from ${ctx.ip}` });
-          throw fail('AUTH_FAILED', 'wrong user name or password');
+          throw new FerryError('AUTH_FAILED', 'wrong user name or password');
         }
         const session = sessions.create(user.name);
         ctx.cookies.set(SESSION_COOKIE, session.id, { httpOnly: true, sameSite: 'strict', path: '/', secure: ctx.secure, overwrite: true });

@@ -55,7 +55,7 @@ export const peerCertificate = (ctx: Koa.Context): PeerCertificate => socketCert
 
 export type PeerCertificate = { state: 'none' } | { state: 'untrusted'; cn: string; reason: string } | { state: 'trusted'; cn: string };
 
-export const socketCertificate = (from: IncomingMessage['socket']): PeerCertificate => {
+const socketCertificate = (from: IncomingMessage['socket']): PeerCertificate => {
   const socket = from as Partial<TLSSocket>;
   if (!socket.encrypted || typeof socket.getPeerCertificate !== 'function') return { state: 'none' };
   const cert = socket.getPeerCertificate();
@@ -90,13 +90,13 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
     router.post(path, async (ctx) => {
       if (config.clientCert === 'require') {
         const cert = peerCertificate(ctx);
-        if (cert.state === 'none') return refuse(ctx, log, 401, 'HTTP_UNAUTHORIZED', 'a client certificate is required');
+        if (cert.state === 'none') return refuse(ctx, log, 'HTTP_UNAUTHORIZED', 'a client certificate is required');
         if (cert.state === 'untrusted') {
-          return refuse(ctx, log, 403, 'HTTP_FORBIDDEN', `the client certificate${cert.cn ? ` (${cert.cn})` : ''} is not trusted: ${cert.reason}`);
+          return refuse(ctx, log, 'HTTP_FORBIDDEN', `the client certificate${cert.cn ? ` (${cert.cn})` : ''} is not trusted: ${cert.reason}`);
         }
       }
       const handler = handlers.get(path);
-      if (!handler) return refuse(ctx, log, 503, 'HTTP_CHANNEL_STOPPED', 'the channel on this path is not running', { retryAfter: 5 });
+      if (!handler) return refuse(ctx, log, 'HTTP_CHANNEL_STOPPED', 'the channel on this path is not running', { retryAfter: 5 });
       await handler(ctx);
     });
   }
@@ -143,13 +143,14 @@ export const httpsListener = ({ config, paths, logger }: HttpsListenerOptions): 
         const path = new URL(req.url ?? '/', 'http://x').pathname;
         if (config.clientCert === 'require') {
           const cert = socketCertificate(req.socket);
-          if (cert.state === 'none') return refuseUpgrade(req, socket, log, 401, 'HTTP_UNAUTHORIZED', 'a client certificate is required');
+          if (cert.state === 'none') return refuseUpgrade(req, socket, log, 'HTTP_UNAUTHORIZED', 'a client certificate is required');
           if (cert.state === 'untrusted') {
-            return refuseUpgrade(req, socket, log, 403, 'HTTP_FORBIDDEN', `the client certificate${cert.cn ? ` (${cert.cn})` : ''} is not trusted: ${cert.reason}`);
+            return refuseUpgrade(req, socket, log, 'HTTP_FORBIDDEN', `the client certificate${cert.cn ? ` (${cert.cn})` : ''} is not trusted: ${cert.reason}`);
           }
         }
         const handler = upgrades.get(path);
-        if (!handler) return refuseUpgrade(req, socket, log, 404, 'HTTP_BAD_REQUEST', `nothing accepts WebSocket connections on ${path}`, { level: 'info' });
+        // 404 like a POST to a path no channel receives on; the body needs a code, and no code means "no such path" here.
+        if (!handler) return refuseUpgrade(req, socket, log, 'HTTP_BAD_REQUEST', `nothing accepts WebSocket connections on ${path}`, { status: 404, level: 'info' });
         handler(req, socket, head);
       });
       created.on('tlsClientError', (error: Error) => log.info({ err: error }, 'TLS handshake failed'));

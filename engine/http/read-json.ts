@@ -5,7 +5,7 @@ import { readBody } from './read-body.ts';
 // The admin API's request bodies: a JSON object, up to a size, or a 400 that says what is wrong.
 
 /** 400 API_BAD_REQUEST with `message`. */
-export const badRequest = (message: string): FerryError => new FerryError('API_BAD_REQUEST', message, { details: { status: 400 } });
+export const badRequest = (message: string): FerryError => new FerryError('API_BAD_REQUEST', message);
 
 export const readJsonObject = async (ctx: Koa.Context, maxBytes: number): Promise<Record<string, unknown>> => {
   // A JSON content type cannot be sent cross-site without a CORS preflight, which this API never grants.

@@ -2,12 +2,15 @@ import type Koa from 'koa';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { ErrorCode } from '../errors.ts';
+import { httpStatusOf, type ErrorCode, type HttpStatus } from '../errors.ts';
 
-// How the HTTPS receiver says no: `{"Success": false, "error", "code"}` with the status, and one log
-// line naming the client, so an operator can tell a wrong token from a wrong address from a flood.
+// How the HTTPS receiver says no: `{"Success": false, "error", "code"}` with the code's status (the
+// registry's, engine/errors.ts), and one log line naming the client, so an operator can tell a wrong
+// token from a wrong address from a flood.
 
 export interface RefuseOptions {
+  /** Overrides the code's status where this answer genuinely differs; say why at the call. */
+  status?: HttpStatus;
   /** Seconds, for 429 and 503. */
   retryAfter?: number;
   /** The body was read to its end, so the connection can carry the client's next request. */
@@ -17,7 +20,11 @@ export interface RefuseOptions {
   level?: 'info' | 'warn' | 'error';
 }
 
-export const refuse = (ctx: Koa.Context, logger: Logger, status: number, code: ErrorCode, message: string, options: RefuseOptions = {}): void => {
+/** The status a refusal with `code` answers with: the override, else the registry's (500 for a code with none). */
+const statusFor = (code: ErrorCode, options: RefuseOptions): number => options.status ?? httpStatusOf(code) ?? 500;
+
+export const refuse = (ctx: Koa.Context, logger: Logger, code: ErrorCode, message: string, options: RefuseOptions = {}): void => {
+  const status = statusFor(code, options);
   logger[options.level ?? 'warn']({ code, status, client: ctx.ip, path: ctx.path, ...options.log }, `HTTPS request refused: ${message}`);
   ctx.status = status;
   ctx.body = { Success: false, error: message, code };
@@ -35,11 +42,11 @@ export const refuseUpgrade = (
   req: IncomingMessage,
   socket: Duplex,
   logger: Logger,
-  status: number,
   code: ErrorCode,
   message: string,
-  options: Pick<RefuseOptions, 'retryAfter' | 'log' | 'level'> = {},
+  options: Pick<RefuseOptions, 'status' | 'retryAfter' | 'log' | 'level'> = {},
 ): void => {
+  const status = statusFor(code, options);
   const path = (req.url ?? '').split('?', 1)[0];
   logger[options.level ?? 'warn']({ code, status, client: req.socket.remoteAddress, path, ...options.log }, `WebSocket upgrade refused: ${message}`);
   const body = JSON.stringify({ Success: false, error: message, code });

@@ -28,7 +28,7 @@ const contentTypes: Record<string, string> = {
 };
 
 /** Scripts and styles from this origin only; inline styles allowed (style attributes), never framed. */
-export const UI_CONTENT_SECURITY_POLICY =
+const UI_CONTENT_SECURITY_POLICY =
   "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /** The file under `root` a URL path names, or undefined when it names nothing servable. */

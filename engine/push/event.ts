@@ -2,8 +2,8 @@
 // a channel's output into an event and checks the body of an HTTP pusher post; no I/O here.
 
 /** Topic names: dot-separated parts of a-z 0-9 _ -, such as `adt` or `lab.results.ward-5`. */
-export const TOPIC_PATTERN = /^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*$/;
-export const MAX_TOPIC_LENGTH = 200;
+const TOPIC_PATTERN = /^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*$/;
+const MAX_TOPIC_LENGTH = 200;
 
 export const topicProblem = (topic: unknown): string | undefined => {
   if (typeof topic !== 'string') return 'topic must be a string';

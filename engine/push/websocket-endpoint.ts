@@ -223,16 +223,17 @@ export const websocketEndpoint = (options: WebSocketEndpointOptions): WebSocketE
 
   const handleUpgrade: UpgradeHandler = (req, socket: Duplex, head) => {
     const client = req.socket.remoteAddress ?? '';
-    const no = (status: number, code: Parameters<typeof refuseUpgrade>[4], message: string, extra: Parameters<typeof refuseUpgrade>[6] = {}): void =>
-      refuseUpgrade(req, socket, log, status, code, message, extra);
-    if (stopping) return no(503, 'ENGINE_SHUTTING_DOWN', 'the engine is stopping', { retryAfter: 5, level: 'info' });
-    if (allowed && !allowed(client)) return no(403, 'HTTP_FORBIDDEN', `client address ${client} is not allowed on this path`);
+    const no = (code: Parameters<typeof refuseUpgrade>[3], message: string, extra: Parameters<typeof refuseUpgrade>[5] = {}): void =>
+      refuseUpgrade(req, socket, log, code, message, extra);
+    if (stopping) return no('ENGINE_SHUTTING_DOWN', 'the engine is stopping', { retryAfter: 5, level: 'info' });
+    if (allowed && !allowed(client)) return no('HTTP_FORBIDDEN', `client address ${client} is not allowed on this path`);
     if (connections.size >= config.maxConnections) {
-      return no(503, 'HTTP_RATE_LIMITED', `the endpoint holds its maximum of ${config.maxConnections} connections`, { retryAfter: 5 });
+      // 503, not the code's 429: the endpoint is full for everyone, not this client over its own rate.
+      return no('HTTP_RATE_LIMITED', `the endpoint holds its maximum of ${config.maxConnections} connections`, { status: 503, retryAfter: 5 });
     }
     const header = req.headers.authorization;
     const token = bearerToken(header);
-    if (header !== undefined && (token === undefined || !known(token))) return no(401, 'HTTP_UNAUTHORIZED', 'unknown or revoked token');
+    if (header !== undefined && (token === undefined || !known(token))) return no('HTTP_UNAUTHORIZED', 'unknown or revoked token');
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, token));
   };
 

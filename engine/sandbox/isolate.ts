@@ -12,6 +12,7 @@
 // the isolate is recreated after a timeout, a memory overrun or a crash.
 import { ivm, type IsolatedVM } from './ivm.ts';
 import { FerryError } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 import type { OutputMeta } from '../message.ts';
 import type { Invoke, Outcome, PrepareOptions, ScriptInput, ScriptLog } from './prelude.ts';
 import type { CompiledScript, SourceLocation } from './transpile.ts';
@@ -148,12 +149,7 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
 
   // One isolate runs one thing at a time; queueing here also means a run's deadline starts when it
   // starts, not while it waits behind another message.
-  let tail: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = tail.then(work);
-    tail = result.catch(() => undefined);
-    return result;
-  };
+  const exclusive = createSerial();
 
   const discardIsolate = (): void => {
     if (isolate && !isolate.isDisposed) isolate.dispose();
@@ -290,15 +286,15 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
 
   return {
     load: (script) =>
-      exclusive(async () => {
+      exclusive.run(async () => {
         replace(await instantiate(script));
         current = script;
       }),
 
-    run: (input) => exclusive(() => runOne(input)),
+    run: (input) => exclusive.run(() => runOne(input)),
 
     runMany: (inputs) =>
-      exclusive(async () => {
+      exclusive.run(async () => {
         const results: Array<SandboxResult | FerryError> = [];
         for (const input of inputs) results.push(await runOne(input).catch((error: unknown) => asSandboxError(error)));
         return results;
@@ -307,7 +303,7 @@ export const createSandbox = ({ channel, limits, prelude: preludeSource }: Sandb
     async close() {
       if (closed) return;
       closed = true;
-      await tail;
+      await exclusive.idle();
       discardIsolate();
     },
   };

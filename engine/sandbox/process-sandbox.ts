@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { FerryError, errorCodes, type ErrorCode } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 import { OVER_MEMORY, type HostReply, type HostRequest } from './host-protocol.ts';
 import type { Sandbox, SandboxLimits, SandboxResult } from './isolate.ts';
 import { asSandboxError } from './sandbox-error.ts';
@@ -102,12 +103,7 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
 
   // One request at a time: the isolate runs one message at a time anyway, and a message's deadline
   // starts when it is sent, not while it waits behind another.
-  let tail: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = tail.then(work);
-    tail = result.catch(() => undefined);
-    return result;
-  };
+  const exclusive = createSerial();
 
   const noteCrash = (): void => {
     crashesInARow++;
@@ -271,16 +267,16 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
 
   return {
     load: (script) =>
-      exclusive(async () => {
+      exclusive.run(async () => {
         refuseIfClosed();
         await loadInto(await ensureHost(), script);
         current = script;
       }),
 
-    run: (input: ScriptInput) => exclusive(() => runOne(input)),
+    run: (input: ScriptInput) => exclusive.run(() => runOne(input)),
 
     runMany: (inputs: ScriptInput[]) =>
-      exclusive(async (): Promise<Array<SandboxResult | FerryError>> => {
+      exclusive.run(async (): Promise<Array<SandboxResult | FerryError>> => {
         if (inputs.length === 1) return [await runOne(inputs[0]!).catch(asSandboxError)];
         const { script, target } = await ready();
         // Each message has its own time limit inside the host; this is the backstop for a host that hangs.
@@ -309,7 +305,7 @@ export const createProcessSandbox = ({ channel, limits, logger }: ProcessSandbox
       if (closed) return;
       closed = true;
       closing.abort();
-      await tail;
+      await exclusive.idle();
       const stopping = host;
       host = undefined;
       if (!stopping) return;

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { DestinationConfig } from '../config.ts';
 import { configDefaults } from '../config-schema.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
+import { createSerial } from '../serial.ts';
 import type { OutputMeta } from '../message.ts';
 import { checkResult } from './check-result.ts';
 import { asSandboxError } from './sandbox-error.ts';
@@ -162,8 +163,9 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
     }
   };
 
-  let reloading: Promise<void> = Promise.resolve();
-  const schedule = (): Promise<void> => (reloading = reloading.then(reload));
+  // Reloads one after another: a save during a compile is compiled again after it. reload never rejects.
+  const reloads = createSerial();
+  const schedule = (): Promise<void> => reloads.run(reload);
   const started = schedule();
 
   /** The script version to run, once the first compile has been tried; throws when none has loaded. */
@@ -214,7 +216,7 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
       clearTimeout(debounce);
       for (const watcher of watchers.values()) watcher.close();
       watchers.clear();
-      await reloading;
+      await reloads.idle();
       await sandbox.close();
     },
   };

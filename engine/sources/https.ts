@@ -83,16 +83,16 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
   return async (ctx: Koa.Context) => {
     const req = ctx.req;
     const client = req.socket.remoteAddress ?? '';
-    const no = (status: number, code: Parameters<typeof refuse>[3], message: string, options: Parameters<typeof refuse>[5] = {}): void =>
-      refuse(ctx, log, status, code, message, options);
+    const no = (code: Parameters<typeof refuse>[2], message: string, options: Parameters<typeof refuse>[4] = {}): void =>
+      refuse(ctx, log, code, message, options);
 
-    if (config.requireTls && !(req.socket as Partial<TLSSocket>).encrypted) return no(403, 'HTTP_FORBIDDEN', 'this path accepts HTTPS only');
-    if (allowed && !allowed(client)) return no(403, 'HTTP_FORBIDDEN', `client address ${client} is not allowed on this path`);
+    if (config.requireTls && !(req.socket as Partial<TLSSocket>).encrypted) return no('HTTP_FORBIDDEN', 'this path accepts HTTPS only');
+    if (allowed && !allowed(client)) return no('HTTP_FORBIDDEN', `client address ${client} is not allowed on this path`);
 
     const lengthHeader = req.headers['content-length'];
-    if (lengthHeader !== undefined && !/^\d+$/.test(lengthHeader)) return no(400, 'HTTP_BAD_REQUEST', 'Content-Length is not a number');
+    if (lengthHeader !== undefined && !/^\d+$/.test(lengthHeader)) return no('HTTP_BAD_REQUEST', 'Content-Length is not a number');
     if (lengthHeader !== undefined && Number(lengthHeader) > config.maxBodyBytes) {
-      return no(413, 'HTTP_BODY_TOO_LARGE', `the body (${lengthHeader} bytes) exceeds the ${config.maxBodyBytes}-byte limit`);
+      return no('HTTP_BODY_TOO_LARGE', `the body (${lengthHeader} bytes) exceeds the ${config.maxBodyBytes}-byte limit`);
     }
 
     // Declared a form; once the body is read, one that cannot be a form is taken as the message itself.
@@ -107,14 +107,14 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
         who = `token ${verdict.name}`;
         return true;
       }
-      if (verdict.reason === 'forbidden') no(403, 'HTTP_FORBIDDEN', `this token may not post to channel ${channel}`);
-      else no(401, 'HTTP_UNAUTHORIZED', 'unknown or revoked token');
+      if (verdict.reason === 'forbidden') no('HTTP_FORBIDDEN', `this token may not post to channel ${channel}`);
+      else no('HTTP_UNAUTHORIZED', 'unknown or revoked token');
       return false;
     };
     const overLimit = (bodyRead: boolean): boolean => {
       const verdict = limiter?.take(who ?? client);
       if (!verdict || verdict.ok) return false;
-      no(429, 'HTTP_RATE_LIMITED', `rate limit of ${config.rateLimit!.requests} requests per ${config.rateLimit!.perMs} ms exceeded`, {
+      no('HTTP_RATE_LIMITED', `rate limit of ${config.rateLimit!.requests} requests per ${config.rateLimit!.perMs} ms exceeded`, {
         retryAfter: verdict.retryAfterMs / 1000,
         bodyRead,
         level: 'info',
@@ -127,12 +127,12 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
       if (bearer !== undefined) {
         if (!checkToken(bearer)) return;
       } else if (!isForm) {
-        return no(401, 'HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token>');
+        return no('HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token>');
       }
     } else if (config.auth === 'mtls') {
       const cert = peerCertificate(ctx);
-      if (cert.state === 'none') return no(401, 'HTTP_UNAUTHORIZED', 'a client certificate is required on this path');
-      if (cert.state === 'untrusted') return no(403, 'HTTP_FORBIDDEN', `the client certificate is not trusted: ${cert.reason}`);
+      if (cert.state === 'none') return no('HTTP_UNAUTHORIZED', 'a client certificate is required on this path');
+      if (cert.state === 'untrusted') return no('HTTP_FORBIDDEN', `the client certificate is not trusted: ${cert.reason}`);
       who = `cert ${cert.cn}`;
     }
     const identityKnown = config.auth === 'none' || who !== undefined;
@@ -142,9 +142,9 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
     const read = await readBody(req, config.maxBodyBytes);
     switch (read.kind) {
       case 'too-large':
-        return no(413, 'HTTP_BODY_TOO_LARGE', `the body exceeds the ${config.maxBodyBytes}-byte limit`);
+        return no('HTTP_BODY_TOO_LARGE', `the body exceeds the ${config.maxBodyBytes}-byte limit`);
       case 'length-mismatch':
-        return no(400, 'HTTP_BAD_REQUEST', `the body has ${read.received} bytes, Content-Length said ${read.declared}`);
+        return no('HTTP_BAD_REQUEST', `the body has ${read.received} bytes, Content-Length said ${read.declared}`);
       case 'aborted':
         log.info({ client, received: read.received }, 'HTTPS client went away before the end of its body');
         return;
@@ -156,13 +156,13 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
     if (isForm && !looksUrlEncoded(body)) isForm = false;
     if (isForm) {
       const fields = parseForm(body);
-      if (!fields) return no(400, 'HTTP_BAD_REQUEST', 'the form body is malformed (bad %-escape)', { bodyRead: true });
+      if (!fields) return no('HTTP_BAD_REQUEST', 'the form body is malformed (bad %-escape)', { bodyRead: true });
       const field = fields.get('message');
-      if (!field) return no(400, 'HTTP_BAD_REQUEST', 'the form has no message field', { bodyRead: true });
+      if (!field) return no('HTTP_BAD_REQUEST', 'the form has no message field', { bodyRead: true });
       message = field;
       if (config.auth === 'token' && who === undefined) {
         const token = fields.get('secret_token');
-        if (!token) return no(401, 'HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token> or a secret_token field', { bodyRead: true });
+        if (!token) return no('HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token> or a secret_token field', { bodyRead: true });
         if (!checkToken(token.toString('utf8'))) return;
       }
     }
@@ -173,16 +173,16 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
         verdict = await hmac!.verify({ method: ctx.method, path: ctx.originalUrl, headers: req.headers, body });
       } catch (error) {
         const code = error instanceof FerryError ? error.code : 'REDIS_UNAVAILABLE';
-        return no(503, code, `cannot check the signature now: ${describeError(error)}`, { retryAfter: 5, bodyRead: true, level: 'error' });
+        return no(code, `cannot check the signature now: ${describeError(error)}`, { retryAfter: 5, bodyRead: true, level: 'error' });
       }
-      if (!verdict.ok) return no(401, 'HTTP_UNAUTHORIZED', `signature refused: ${verdict.reason}`, { bodyRead: true });
+      if (!verdict.ok) return no('HTTP_UNAUTHORIZED', `signature refused: ${verdict.reason}`, { bodyRead: true });
       const grant = tokens!.authorizeHmacKey(verdict.keyId, channel);
-      if (!grant.ok && grant.reason === 'forbidden') return no(403, 'HTTP_FORBIDDEN', `key ${verdict.keyId} may not post to channel ${channel}`, { bodyRead: true });
-      if (!grant.ok) return no(401, 'HTTP_UNAUTHORIZED', `unknown key ${verdict.keyId}`, { bodyRead: true });
+      if (!grant.ok && grant.reason === 'forbidden') return no('HTTP_FORBIDDEN', `key ${verdict.keyId} may not post to channel ${channel}`, { bodyRead: true });
+      if (!grant.ok) return no('HTTP_UNAUTHORIZED', `unknown key ${verdict.keyId}`, { bodyRead: true });
       who = `key ${verdict.keyId}`;
     }
     if (config.auth === 'token' && who === undefined) {
-      return no(401, 'HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token> or a secret_token field', { bodyRead: true });
+      return no('HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token> or a secret_token field', { bodyRead: true });
     }
     if (!identityKnown && overLimit(true)) return;
 
@@ -190,12 +190,12 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
       try {
         JSON.parse(message.toString('utf8'));
       } catch (error) {
-        return no(400, 'HTTP_BAD_REQUEST', `Content-Type is JSON but the body is not: ${(error as Error).message}`, { bodyRead: true });
+        return no('HTTP_BAD_REQUEST', `Content-Type is JSON but the body is not: ${(error as Error).message}`, { bodyRead: true });
       }
     }
 
     const invalid = deps.validate?.(message);
-    if (invalid !== undefined) return no(400, 'HTTP_BAD_REQUEST', invalid, { bodyRead: true });
+    if (invalid !== undefined) return no('HTTP_BAD_REQUEST', invalid, { bodyRead: true });
 
     const headerId = req.headers[MESSAGE_ID_HEADER.toLowerCase()];
     const id = intakeId(Array.isArray(headerId) ? headerId[0] : headerId, client);
@@ -210,9 +210,9 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
         ctx.body = { Success: true, ignored: 'an HL7 acknowledgement is not processed' };
         return;
       case 'rejected':
-        return no(400, 'HTTP_BAD_REQUEST', describeError(result.error), { bodyRead: true, log: { id: result.id } });
+        return no('HTTP_BAD_REQUEST', describeError(result.error), { bodyRead: true, log: { id: result.id } });
       case 'failed':
-        return no(503, result.error.code, `the message could not be stored; send it again: ${describeError(result.error)}`, {
+        return no(result.error.code, `the message could not be stored; send it again: ${describeError(result.error)}`, {
           retryAfter: 5,
           bodyRead: true,
           level: 'error',

@@ -13,7 +13,7 @@ import {
   type StageRecord,
   type Status,
 } from '../message.ts';
-import { schemaSql } from './schema.ts';
+import { migrate } from './schema.ts';
 import { Database, type SqliteDatabase } from './sqlite.ts';
 
 // The message log: every message, each stage's status, content and error, in one SQLite file
@@ -174,6 +174,12 @@ export interface MessageStore {
   totals(): Map<string, Partial<Record<Status, number>>>;
   /** Deletes finished messages received before `before` (ms). Returns how many went. */
   purge(before: number): number;
+  /**
+   * Calls `listener` with the message's id after each write above commits (every write names its
+   * message, so none can be left out); not for purge, which removes finished messages in bulk. A
+   * listener must not throw. Returns the function that removes it.
+   */
+  onCommit(listener: (id: string) => void): () => void;
   /** Resolves once every write made so far is committed. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -230,16 +236,6 @@ const toSummary = (row: MessageRow): MessageSummary => ({
 const SUMMARY_COLUMNS =
   'seq, id, channel, status, received_at, updated_at, source, parent_id, message_type, control_id, sender, charset, error';
 
-/** Brings a message log written by an older Ferry up to this schema, in place. */
-const migrate = (db: SqliteDatabase): void => {
-  const outputColumns = db.pragma('table_info(outputs)') as Array<{ name: string }>;
-  if (!outputColumns.some((c) => c.name === 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
-  for (const table of ['messages', 'stages']) {
-    const columns = db.pragma(`table_info(${table})`) as Array<{ name: string }>;
-    if (!columns.some((c) => c.name === 'job')) db.exec(`ALTER TABLE ${table} ADD COLUMN job TEXT`);
-  }
-};
-
 export const openMessageStore = (file: string): MessageStore => {
   mkdirSync(dirname(file), { recursive: true });
   let db: SqliteDatabase;
@@ -248,7 +244,6 @@ export const openMessageStore = (file: string): MessageStore => {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
-    db.exec(schemaSql);
     migrate(db);
   } catch (cause) {
     throw new FerryError('STORE_FAILED', `cannot open the message log ${file}: ${(cause as Error).message}`, { cause });
@@ -385,9 +380,13 @@ export const openMessageStore = (file: string): MessageStore => {
   });
 
   let closed = false;
-  const write = (fn: Write): Promise<unknown> => {
-    if (closed) return Promise.reject(new FerryError('ENGINE_SHUTTING_DOWN', 'the message log is closed'));
-    return writes.add(fn);
+  const commitListeners = new Set<(id: string) => void>();
+  /** Runs `fn`, a change to message `id`, in the next batch; once it has committed, tells the listeners (none for bookkeeping the admin does not show: `id` undefined). */
+  const write = async (id: string | undefined, fn: Write): Promise<unknown> => {
+    if (closed) throw new FerryError('ENGINE_SHUTTING_DOWN', 'the message log is closed');
+    const result = await writes.add(fn);
+    if (id !== undefined) for (const listener of commitListeners) listener(id);
+    return result;
   };
 
   const insert = (message: ReceivedMessage, status: Status, error: string | null): boolean => {
@@ -423,7 +422,7 @@ export const openMessageStore = (file: string): MessageStore => {
 
   return {
     async receive(message) {
-      return (await write(() => {
+      return (await write(message.id, () => {
         if (!insert(message, 'received', null)) return { fresh: false };
         const now = Date.now();
         const first = claimDedupe(message, now);
@@ -434,13 +433,13 @@ export const openMessageStore = (file: string): MessageStore => {
     },
 
     async reject(message, error) {
-      await write(() => {
+      await write(message.id, () => {
         insert(message, 'error', error);
       });
     },
 
     async recordTransform(id, record) {
-      await write(() => {
+      await write(id, () => {
         const now = Date.now();
         const error = record.status === 'error' ? record.error : null;
         upsertStage.run(id, TRANSFORM_STAGE, record.status, record.logs || null, error, 1, now);
@@ -460,7 +459,7 @@ export const openMessageStore = (file: string): MessageStore => {
     },
 
     async recordDelivery(id, stage, record) {
-      await write(() => {
+      await write(id, () => {
         const now = Date.now();
         upsertStage.run(id, stage, record.status, record.response ?? null, record.error ?? null, record.attempts, now);
         refreshStatus(id, now);
@@ -468,14 +467,14 @@ export const openMessageStore = (file: string): MessageStore => {
     },
 
     async recordError(id, error) {
-      await write(() => {
+      await write(id, () => {
         setStatus.run('error', error, Date.now(), id);
         releaseDedupe.run(id);
       });
     },
 
     async assignJob(job, work, destination) {
-      await write(() => {
+      await write(undefined, () => {
         for (const { id, output } of work) {
           if (destination === undefined) setMessageJob.run(job, id);
           else setStageJob.run(job, id, `${destination}#${output}`);
@@ -484,7 +483,7 @@ export const openMessageStore = (file: string): MessageStore => {
     },
 
     async recordDuplicate(id, reason) {
-      await write(() => {
+      await write(id, () => {
         setStatus.run('filtered', reason, Date.now(), id);
       });
     },
@@ -664,6 +663,11 @@ export const openMessageStore = (file: string): MessageStore => {
         removed += changes;
         if (changes < 1000) return removed;
       }
+    },
+
+    onCommit(listener) {
+      commitListeners.add(listener);
+      return () => commitListeners.delete(listener);
     },
 
     flush: () => writes.drain(),

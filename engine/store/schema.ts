@@ -1,9 +1,16 @@
-// The message log's SQLite schema. Content lives here, on disk, not in Redis: a destination down
-// for a day leaves its backlog in this file while Redis holds only job ids (DESIGN: backlog on disk).
+// The message log's SQLite schema, and how a log written by an older Ferry is brought up to it.
+// Content lives here, on disk, not in Redis: a destination down for a day leaves its backlog in this
+// file while Redis holds only job ids, so a backlog costs disk, not memory.
 
-export const SCHEMA_VERSION = 1;
+import type { SqliteDatabase } from './sqlite.ts';
 
-export const schemaSql = `
+/**
+ * Stamped in the file at open (migrate, below). Raise it with each change an older log needs
+ * brought up to (a column added, data rewritten), and add that step to migrate.
+ */
+export const SCHEMA_VERSION = 2;
+
+const schemaSql = `
 CREATE TABLE IF NOT EXISTS messages (
   seq          INTEGER PRIMARY KEY,           -- arrival order; the search index's rowid
   id           TEXT NOT NULL UNIQUE,
@@ -111,3 +118,20 @@ CREATE TRIGGER IF NOT EXISTS messages_removed AFTER DELETE ON messages BEGIN
   DELETE FROM outputs WHERE message_id = old.id;
 END;
 `;
+
+/**
+ * Brings the message log up to SCHEMA_VERSION, in place: tables and indexes it lacks are created,
+ * columns added, and the version is stamped in the file (SQLite's user_version; logs written before
+ * there was a stamp read 0). A log stamped by a newer Ferry is refused rather than misread.
+ */
+export const migrate = (db: SqliteDatabase): void => {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) throw new Error(`it was written by a newer Ferry (schema version ${version}; this one knows ${SCHEMA_VERSION})`);
+  db.exec(schemaSql);
+  if (version === SCHEMA_VERSION) return;
+  const hasColumn = (table: string, column: string): boolean => (db.pragma(`table_info(${table})`) as Array<{ name: string }>).some((c) => c.name === column);
+  if (!hasColumn('outputs', 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
+  // 2: the queue job each message and delivery was queued under, for recovery.
+  for (const table of ['messages', 'stages']) if (!hasColumn(table, 'job')) db.exec(`ALTER TABLE ${table} ADD COLUMN job TEXT`);
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+};

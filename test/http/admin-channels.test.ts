@@ -129,6 +129,57 @@ test('resend: a new message with parentId, logged before the 201, delivered — 
   });
 });
 
+test('a resend the channel cannot take: refused content 422 with its code, an ACK 422, a full channel 503; none audited', async (t) => {
+  const port = await freePort();
+  const engine = await startTestEngine(
+    t,
+    channelsYaml({
+      channels: `  - name: adt
+    source: { type: mllp, host: 127.0.0.1, port: ${port} }
+    maxQueued: 1
+    destinations:
+      - { name: archive, type: file, dir: ./out/adt }
+`,
+    }),
+  );
+  // Not HL7 on an MLLP channel: refused (AR), and logged as an error.
+  t.is((await sendOnce(port, 'PID|1||X')).code, 'AR');
+  const refused = (await engine.api('GET', '/api/messages?channel=adt&status=error')).body.items[0];
+  t.deepEqual(await engine.api('POST', `/api/messages/${refused.id}/resend`), {
+    status: 422,
+    body: { error: { code: 'HL7_NOT_HL7', message: 'the message does not start with an MSH segment' } },
+  });
+
+  // An ACK in the log (intake never logs one; an older release might have): channels ignore ACKs.
+  const ack = 'MSH|^~\\&|LAB|HOSP|REG|HOSP|20260101120000||ACK^A01^ACK|A1|P|2.5\rMSA|AA|MSG1\r';
+  const logged = { id: '01HZX5J3Q8M4T2V7N6B9C0D1EA', channel: 'adt', source: 'test', raw: Buffer.from(ack), text: ack, charset: 'UNICODE UTF-8' };
+  await engine.engine.store.reject(logged, 'logged as an error, so it does not count towards maxQueued');
+  t.deepEqual(await engine.api('POST', '/api/messages/01HZX5J3Q8M4T2V7N6B9C0D1EA/resend'), {
+    status: 422,
+    body: { error: { code: 'API_BAD_REQUEST', message: 'the message is an HL7 acknowledgement; channels ignore those' } },
+  });
+
+  // A stopped channel at maxQueued: 1 takes one resend into its queue, then refuses until it drains.
+  t.is((await sendOnce(port, hl7('F1', 'MRN61'))).code, 'AA');
+  const original = await eventually(async () => {
+    const m = await messageOf(engine, 'MRN61', 'adt');
+    return m?.status === 'sent' ? m : undefined;
+  });
+  await engine.api('POST', '/api/channels/adt/stop');
+  const queued = await engine.api('POST', `/api/messages/${original.id}/resend`);
+  t.is(queued.status, 201);
+  const full = await engine.api('POST', `/api/messages/${original.id}/resend`);
+  t.is(full.status, 503);
+  t.is(full.body.error.code, 'QUEUE_FULL');
+  t.regex(full.body.error.message, /^channel adt holds 1 unfinished messages \(maxQueued 1\); resend later$/);
+
+  const audit = (await engine.api('GET', '/api/audit')).body;
+  t.deepEqual(audit.map((e: any) => [e.action, e.target, e.detail]), [
+    ['resend', original.id, `as ${queued.body.id}`],
+    ['stop', 'adt', null],
+  ]);
+});
+
 test('bulk resend: oldest first whatever the order given, each reported; unknown ids fail alone; bad bodies are 400', async (t) => {
   const engine = await setup(t);
   for (const n of [1, 2, 3]) t.is(await engine.send(`B${n}`, `MRNB${n}`), 'AA');

@@ -6,6 +6,7 @@ import { FerryError } from '../../engine/errors.ts';
 import { newMessageId } from '../../engine/ids.ts';
 import type { Status } from '../../engine/message.ts';
 import { openMessageStore, toFtsQuery, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
+import { SCHEMA_VERSION } from '../../engine/store/schema.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const open = async (t: ExecutionContext): Promise<{ store: MessageStore; file: string }> => {
@@ -514,6 +515,32 @@ test('data survives close and reopen', async (t) => {
   t.false((await second.receive(m)).fresh, 'the id is still known after reopening');
 });
 
+test('the log carries its schema version: stamped at open, and a log from a newer Ferry is refused untouched', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'messages.db');
+  await openMessageStore(file).close();
+  const version = (path: string): number => {
+    const db = new Database(path, { readonly: true });
+    try {
+      return db.pragma('user_version', { simple: true }) as number;
+    } finally {
+      db.close();
+    }
+  };
+  t.is(version(file), SCHEMA_VERSION);
+
+  const newer = join(dir, 'newer.db');
+  const db = new Database(newer);
+  db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+  db.close();
+  const error = t.throws(() => openMessageStore(newer), { instanceOf: FerryError });
+  t.is(error!.code, 'STORE_FAILED');
+  t.is(error!.message, `cannot open the message log ${newer}: it was written by a newer Ferry (schema version ${SCHEMA_VERSION + 1}; this one knows ${SCHEMA_VERSION})`);
+  const untouched = new Database(newer, { readonly: true });
+  t.teardown(() => untouched.close());
+  t.deepEqual(untouched.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all(), [], 'no table was created in it');
+});
+
 test('writes made in one turn commit together, in call order, before any promise resolves', async (t) => {
   const { store } = await open(t);
   const ms = Array.from({ length: 200 }, () => message());
@@ -706,6 +733,7 @@ test('a message log written before jobs were recorded gets the job columns, empt
   const db = new Database(file);
   db.exec('ALTER TABLE messages DROP COLUMN job');
   db.exec('ALTER TABLE stages DROP COLUMN job');
+  db.pragma('user_version = 1');
   db.close();
   const reopened = openMessageStore(file);
   t.teardown(() => reopened.close());
