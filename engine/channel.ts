@@ -176,6 +176,8 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     stopping.abort();
     await source?.stop();
     source = undefined;
+    // Nothing takes jobs from now on: what intake still holds goes to the queue as it comes.
+    intake.dispatcher.setConsuming(false);
     await intake.drain();
     await Promise.all(workers.map((w) => w.close()));
     workers = [];
@@ -189,7 +191,8 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
 
   const transform = transformStep({ config, store, translator: () => translator, deliveryQueues, logger, noteError });
 
-  const requeueMissing = (): Promise<number> => recoverLostWork({ channel: config.name, store, inbound, deliveryQueues, logger });
+  const requeueMissing = (): Promise<number> =>
+    recoverLostWork({ channel: config.name, store, inbound, deliveryQueues, logger, dispatching: intake.dispatcher.pending() });
 
   /** A job the engine could not finish, given up after its attempts: its messages are marked error. */
   const onJobFailed =
@@ -237,6 +240,8 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
   const startWorkers = (): Worker[] => {
     const inboundWorker = createWorker<InboundJob>(inboundQueueName(config.name), transform, { concurrency: config.concurrency, connection });
     inboundWorker.on('failed', onJobFailed(inboundWork));
+    // Each job taken lets the messages gathered meanwhile go as the next one.
+    inboundWorker.on('active', () => intake.dispatcher.taken());
     const deliveryWorkers = config.destinations.map((destination) => {
       const step = deliveryStep({
         channel: config.name,
@@ -284,6 +289,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         await requeueMissing();
         workers = startWorkers();
         await Promise.all(workers.map((w) => w.waitUntilReady()));
+        intake.dispatcher.setConsuming(true);
         source = makeSource();
         await source?.start();
         state = 'running';
@@ -329,6 +335,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
 
     async close() {
       await this.stop();
+      intake.dispatcher.close();
       await Promise.all([inbound, ...deliveryQueues.values()].map((q) => q.close()));
     },
   };

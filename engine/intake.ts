@@ -5,13 +5,15 @@ import { FerryError, describeError } from './errors.ts';
 import { decodeAs, decodeHl7 } from './hl7/charset.ts';
 import { isAck, readHeader, type Hl7Header } from './hl7/header.ts';
 import { newMessageId } from './ids.ts';
-import { inboundJob, missingJobs, type InboundJob } from './pipeline/queues.ts';
+import { createDispatcher, type Dispatcher } from './pipeline/dispatcher.ts';
+import type { InboundJob } from './pipeline/queues.ts';
 import type { MessageStore, ReceivedMessage } from './store/message-store.ts';
 
 // Intake: the one place a message becomes Ferry's responsibility. It is committed to the message
-// log and to the channel's inbound queue, and only then reported accepted — sources acknowledge
-// (MLLP AA, HTTP 200) on that report alone. Messages accepted in one turn of the event loop are
-// committed together: one transaction, one queue job holding all of them.
+// log — durable from then on, whatever happens to the engine or to Redis — and only then reported
+// accepted: sources acknowledge (MLLP AA, HTTP 200) on that report alone. Messages accepted in one
+// turn of the event loop are committed in one transaction. The channel's queue is fed from here
+// (pipeline/dispatcher.ts), in batches sized by how busy the channel is; it only schedules the work.
 
 export interface IntakeOptions {
   /** Where it came from, for the log: "mllp 10.1.2.3:5123", "channel adt-archive". */
@@ -39,7 +41,7 @@ export type IntakeResult =
   /** An inbound ACK: never processed and never acknowledged (an engine must not ACK an ACK). */
   | { kind: 'ignored'; header: Hl7Header }
   /**
-   * Not committed, the sender must keep it and retry: the message log or Redis is unavailable
+   * Not committed, the sender must keep it and retry: the message log is unavailable
    * (COMMIT_FAILED), or the channel holds maxQueued unfinished messages (QUEUE_FULL). MLLP answers
    * AE, HTTPS 503.
    */
@@ -50,7 +52,13 @@ const FALLBACK_CHARSET = '8859/1';
 
 export interface Intake {
   accept(raw: Buffer, options: IntakeOptions): Promise<IntakeResult>;
+  /** Resolves once every message accepted so far is committed and handed to the queue. */
   drain(): Promise<void>;
+}
+
+/** What the channel owning an intake wires up: the feed of its inbound queue. */
+export interface ChannelIntake extends Intake {
+  readonly dispatcher: Dispatcher;
 }
 
 export interface IntakeDeps {
@@ -59,7 +67,7 @@ export interface IntakeDeps {
   queue: Queue<InboundJob>;
   /** The channel's logger: its lines already name the channel. */
   logger: Logger;
-  /** How long a commit may wait for Redis; default 5 s (engine.commitTimeout). */
+  /** How long a commit may wait for the message log; default 5 s (engine.commitTimeout). */
   commitTimeoutMs?: number;
   /** Refuse new messages (QUEUE_FULL) while the channel holds this many unfinished ones. */
   maxQueued?: number;
@@ -76,9 +84,8 @@ const headerOf = (text: string): Hl7Header | undefined => {
 };
 
 /**
- * How long a commit may wait for Redis. The Redis client queues commands while it reconnects, so a
- * hung or restarting Redis would otherwise hold the ACK forever; past this the sender gets AE and
- * resends. (If the queued write lands later, the message is processed anyway: at least once.)
+ * How long a commit may wait for the message log (a disk that stalls): past this the sender gets AE
+ * and resends. (If the write lands later, the message is processed anyway: at least once.)
  */
 const COMMIT_TIMEOUT_MS = 5_000;
 
@@ -92,7 +99,7 @@ const DEPTH_REFRESH_MS = 100;
 const withDeadline = <T>(work: Promise<T>, ms: number): Promise<T> => {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new FerryError('REDIS_UNAVAILABLE', `Redis did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new FerryError('STORE_FAILED', `the message log did not commit within ${ms} ms`)), ms);
   });
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 };
@@ -107,76 +114,43 @@ const formatWindow = (ms: number): string =>
 /** How one message of a committed batch ended. */
 type Committed =
   | { kind: 'queued' }
-  /** Already recorded, still to transform, and its job lost (a replayed hand-off): queued again. */
-  | { kind: 'requeued' }
-  /** Already recorded and past `received` (a replayed hand-off): acknowledged, not queued again. */
+  /** Already recorded (a replayed hand-off): acknowledged, queued again only while still to transform. */
   | { kind: 'known' }
   | { kind: 'duplicate'; of: string }
   | { kind: 'failed'; message: string; cause: unknown };
 
-export const createIntake = (deps: IntakeDeps): Intake => {
+export const createIntake = (deps: IntakeDeps): ChannelIntake => {
   const { channel, store, queue, logger, commitTimeoutMs = COMMIT_TIMEOUT_MS, maxQueued, dedupe } = deps;
+  const dispatcher = createDispatcher({ queue, store, logger });
   const dedupeNote = dedupe && `(same sender and MSH-10 within ${formatWindow(dedupe.windowMs)})`;
   let depth = 0;
   let depthReadAt = Number.NEGATIVE_INFINITY;
   let full = false;
 
-  // The messages of one turn: recorded in one transaction, each with the id of the job about to
-  // hold them (recovery reads it), then queued as that one job. Only then is each one accepted.
+  // The messages of one turn, recorded in one transaction; then handed to the queue's feed.
   const commit = createBatcher<ReceivedMessage, Committed>(async (records) => {
-    const job = newMessageId();
-    const received = await Promise.allSettled(records.map((record) => store.receive({ ...record, job })));
-    const results: Committed[] = [];
+    const received = await Promise.allSettled(records.map((record) => store.receive(record)));
     const queued: string[] = [];
-    /** Replays whose first copy is still to be transformed: queued again if Redis lost their job. */
-    const replays: Array<{ index: number; id: string; job: string }> = [];
-    received.forEach((outcome, i) => {
+    const results = received.map((outcome, i): Committed => {
       const { id } = records[i]!;
-      if (outcome.status === 'rejected') {
-        results.push({ kind: 'failed', message: `cannot record the message: ${describeError(outcome.reason)}`, cause: outcome.reason });
-        return;
-      }
+      if (outcome.status === 'rejected') return { kind: 'failed', message: `cannot record the message: ${describeError(outcome.reason)}`, cause: outcome.reason };
       const { fresh, duplicateOf } = outcome.value;
-      if (duplicateOf !== undefined) {
-        results.push({ kind: 'duplicate', of: duplicateOf });
-        return;
-      }
+      if (duplicateOf !== undefined) return { kind: 'duplicate', of: duplicateOf };
       if (fresh) {
         depth += 1;
         queued.push(id);
-        results.push({ kind: 'queued' });
-        return;
+        return { kind: 'queued' };
       }
       const known = store.load(id);
       // A fixed id already taken by another channel is another message (one sender's message posted
       // to two channels), never a duplicate: refuse rather than acknowledge what will not be processed.
-      if (known?.channel !== channel) {
-        results.push({ kind: 'failed', message: `message id ${id} is already used by another channel`, cause: undefined });
-        return;
-      }
-      // A replayed hand-off whose first copy is processed, or waits in its job, is not queued again.
-      results.push({ kind: 'known' });
-      if (known.status === 'received') replays.push({ index: i, id, job: known.job ?? id });
+      if (known?.channel !== channel) return { kind: 'failed', message: `message id ${id} is already used by another channel`, cause: undefined };
+      // A replayed hand-off whose first copy is still to transform goes to the queue again, in case
+      // its job was lost (processing it twice is harmless: the translator step skips what is done).
+      if (known.status === 'received') queued.push(id);
+      return { kind: 'known' };
     });
-    if (replays.length > 0) {
-      const lost = new Set(await missingJobs(queue, replays.map((replay) => replay.job)));
-      const requeued = replays.filter((replay) => lost.has(replay.job));
-      await store.assignJob(job, requeued.map(({ id }) => ({ id })));
-      for (const { index, id } of requeued) {
-        queued.push(id);
-        results[index] = { kind: 'requeued' };
-      }
-    }
-    if (queued.length === 0) return results;
-    try {
-      await withDeadline(queue.add('messages', inboundJob(queued), { jobId: job }), commitTimeoutMs);
-    } catch (cause) {
-      // Recorded but not queued: mark them so an operator sees them (and can resend), and refuse the ACKs.
-      await Promise.all(queued.map((id) => store.recordError(id, `COMMIT_FAILED: not queued: ${describeError(cause)}`).catch(() => undefined)));
-      return results.map((result) =>
-        result.kind === 'queued' || result.kind === 'requeued' ? { kind: 'failed', message: `cannot queue the message: ${describeError(cause)}`, cause } : result,
-      );
-    }
+    dispatcher.dispatch(queued);
     return results;
   });
 
@@ -236,20 +210,18 @@ export const createIntake = (deps: IntakeDeps): Intake => {
         sender: header ? [header.sendingApplication, header.sendingFacility].filter(Boolean).join('@') || null : null,
         ...(dedupeKey !== undefined && dedupe ? { dedupe: { key: dedupeKey, windowMs: dedupe.windowMs, note: dedupeNote! } } : {}),
       };
-      // The deadline runs from here, not from when this message's batch gets its turn: a hung Redis
-      // holds the batches behind it too, and each sender must hear AE within the commit timeout.
-      // (A message whose batch commits after its AE is processed anyway: at least once.)
+      // The deadline runs from here, not from when this message's batch gets its turn: a stalled
+      // commit holds the batches behind it too, and each sender must hear AE within the timeout.
       let committed: Committed;
       try {
         committed = await withDeadline(commit.add(record), commitTimeoutMs);
       } catch (cause) {
-        return fail(header, `cannot queue the message: ${describeError(cause)}`, cause);
+        return fail(header, `cannot record the message: ${describeError(cause)}`, cause);
       }
       switch (committed.kind) {
         case 'queued':
           return { kind: 'accepted', id, header, charset, duplicate: false };
         case 'known':
-        case 'requeued':
           return { kind: 'accepted', id, header, charset, duplicate: true };
         case 'duplicate':
           logger.info({ id, duplicateOf: committed.of, controlId: header?.controlId }, 'duplicate message: acknowledged, not processed again');
@@ -274,6 +246,11 @@ export const createIntake = (deps: IntakeDeps): Intake => {
       }
     },
 
-    drain: () => commit.drain(),
+    async drain() {
+      await commit.drain();
+      await dispatcher.drain();
+    },
+
+    dispatcher,
   };
 };

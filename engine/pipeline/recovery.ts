@@ -31,6 +31,8 @@ export interface RecoveryDeps {
   deliveryQueues: ReadonlyMap<string, Queue<DeliveryJob>>;
   /** The channel's logger. */
   logger: Logger;
+  /** Messages intake has handed over and that are about to be queued: not lost. */
+  dispatching?: ReadonlySet<string>;
 }
 
 /**
@@ -39,7 +41,8 @@ export interface RecoveryDeps {
  */
 const requeueLost = async <W>(
   next: (after: W | undefined) => W[],
-  jobOf: (work: W) => string,
+  /** The job `work` is queued under; undefined: leave it alone. */
+  jobOf: (work: W) => string | undefined,
   queue: Queue,
   requeue: (lost: W[]) => Promise<void>,
   progress: (requeued: number) => void,
@@ -48,8 +51,9 @@ const requeueLost = async <W>(
   for (let after: W | undefined; ; ) {
     const page = next(after);
     if (page.length === 0) break;
-    const missing = new Set(await missingJobs(queue, [...new Set(page.map(jobOf))]));
-    const lost = page.filter((work) => missing.has(jobOf(work)));
+    const jobs = new Set(page.map(jobOf).filter((job) => job !== undefined));
+    const missing = new Set(await missingJobs(queue, [...jobs]));
+    const lost = page.filter((work) => missing.has(jobOf(work)!));
     if (lost.length > 0) await requeue(lost);
     if (Math.floor((requeued + lost.length) / PROGRESS) > Math.floor(requeued / PROGRESS)) progress(requeued + lost.length);
     requeued += lost.length;
@@ -60,12 +64,12 @@ const requeueLost = async <W>(
 };
 
 /** Queues again what the message log holds as still to do and Redis does not; returns how much. */
-export const recoverLostWork = async ({ channel, store, inbound, deliveryQueues, logger }: RecoveryDeps): Promise<number> => {
-  // A message's job is its batch's; a log written before jobs were recorded queued each message
-  // under its own id.
+export const recoverLostWork = async ({ channel, store, inbound, deliveryQueues, logger, dispatching }: RecoveryDeps): Promise<number> => {
   const messages = await requeueLost<ReceivedWork>(
     (after) => store.receivedSince(channel, after?.seq ?? 0, PAGE),
-    (work) => work.job ?? work.id,
+    // About to be queued by intake: not lost. (A log written before jobs were recorded queued each
+    // message under its own id.)
+    (work) => (dispatching?.has(work.id) ? undefined : (work.job ?? work.id)),
     inbound,
     async (lost) => {
       const job = newMessageId();
