@@ -262,7 +262,7 @@ async function printProfiles(dir: string, samples: ProcSample[], span: [number, 
   for (const file of files) {
     const [, pid, thread] = /^CPU\.\d+\.\d+\.(\d+)\.(\d+)\./.exec(file) ?? [];
     const role = samples.find((s) => s.pid === Number(pid))?.role ?? 'process';
-    const what = `${role} (pid ${pid}) ${thread === '0' ? 'main thread' : `thread ${thread}`}, first send to last file`;
+    const what = `${role} (pid ${pid}) ${thread === '0' ? 'main thread' : `thread ${thread}`}, first send to the end of the drain wait`;
     console.log(formatProfile(`  profile of the ${what}`, await summarizeProfile(path.join(dir, file), span)).replaceAll('\n', '\n  '));
   }
   console.log(`  (the profiles stay in ${dir}: open them in Chrome DevTools' Performance panel)`);

@@ -7,12 +7,12 @@
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { eventually } from '../../test/helpers/temp.ts';
 import { startFerry, writeProject } from './ferry.ts';
 import { runLoad } from './mllp.ts';
 import { backlogProject, exampleProject } from './projects.ts';
 import { totalRss, type ProcSample } from './proc-stats.ts';
+import { connectRedis, usedMemory } from './redis-info.ts';
 
 /** After the start, give the engine this long to finish what it does once (scripts loaded, first sweeps). */
 const SETTLE_MS = 5_000;
@@ -44,7 +44,6 @@ export interface BacklogMeasure {
   logBytesPerMessage: number;
 }
 
-const usedMemory = async (redis: Redis): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))?.[1]);
 const fileSize = async (file: string): Promise<number> => (await stat(file).catch(() => ({ size: 0 }))).size;
 const logSize = async (dir: string): Promise<number> => (await fileSize(path.join(dir, 'data', 'messages.db'))) + (await fileSize(path.join(dir, 'data', 'messages.db-wal')));
 
@@ -56,10 +55,8 @@ interface ChannelObject {
 export const measureBacklog = async (dir: string, messages: number): Promise<BacklogMeasure> => {
   await writeProject(dir, backlogProject(messages));
   const ferry = await startFerry(dir);
-  // The embedded server listens on <data>/redis/redis.sock when the path is short, as it is under /tmp.
-  const redis = new Redis({ path: path.join(dir, 'data', 'redis', 'redis.sock'), lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redis = await connectRedis(dir);
   try {
-    await redis.connect();
     const before = await usedMemory(redis);
     const logBefore = await logSize(dir);
     const load = await runLoad({ ports: [...ferry.mllpPorts.values()], connections: 8, count: messages, prefix: 'B' });

@@ -11,6 +11,8 @@ import { watchDeliveries } from './deliveries.ts';
 import { startFerry, writeProject } from './ferry.ts';
 import { runLoad, type LoadResult } from './mllp.ts';
 import type { Project } from './projects.ts';
+import type { Redis } from 'ioredis';
+import { commandCounts, connectRedis } from './redis-info.ts';
 
 /** A file destination stuck this long with work left is not going to drain. */
 const STALL_MS = 30_000;
@@ -46,19 +48,26 @@ export interface MllpMeasure {
   engineCpuUsPerMessage: number;
   /** Largest RSS of all engine processes together, sampled every second in the window. */
   peakRssBytes: number;
+  /** Redis commands per delivered message (those inside Lua scripts included), and EVALSHA calls. */
+  redisCommandsPerMessage: number;
+  evalshaPerMessage: number;
 }
 
 export const measureMllp = async (options: MllpMeasureOptions): Promise<MllpMeasure> => {
   await writeProject(options.dir, options.project);
   const ferry = await startFerry(options.dir, { nodeArgs: options.engineArgs });
   const out = await watchDeliveries(path.join(options.dir, 'out'), '.hl7');
+  let redis: Redis | undefined;
   let before: ProcSample[] = [];
   let peakRssBytes = 0;
   let sampler: NodeJS.Timeout | undefined;
   let last: ProcSample[] = [];
+  let commandsBefore = { total: 0, evalsha: 0 };
   const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
   const span: [number, number] = [0, 0];
   try {
+    redis = await connectRedis(options.dir);
+    const connected = redis;
     const load = await runLoad({
       ports: [...ferry.mllpPorts.values()],
       connections: options.connections,
@@ -67,6 +76,7 @@ export const measureMllp = async (options: MllpMeasureOptions): Promise<MllpMeas
       prefix: 'M',
       onSending: async () => {
         span[0] = monotonicUs();
+        commandsBefore = await commandCounts(connected);
         before = await ferry.sample();
         sampler = setInterval(() => void ferry.sample().then((s) => (peakRssBytes = Math.max(peakRssBytes, totalRss(s)))), 1000);
       },
@@ -80,6 +90,7 @@ export const measureMllp = async (options: MllpMeasureOptions): Promise<MllpMeas
     last = await ferry.sample();
     span[1] = monotonicUs();
     const cpu = cpuByRole(before, last);
+    const commands = await commandCounts(redis);
     const delivered = Math.max(1, reached - load.warmUps);
     const perMessage = Object.fromEntries(Object.entries(cpu).map(([role, ms]) => [role, (ms * 1000) / delivered])) as Record<Role, number>;
     const inputRate = load.acked / (load.elapsedMs / 1000);
@@ -92,10 +103,13 @@ export const measureMllp = async (options: MllpMeasureOptions): Promise<MllpMeas
       cpuUsPerMessage: perMessage,
       engineCpuUsPerMessage: Object.values(perMessage).reduce((sum, us) => sum + us, 0),
       peakRssBytes,
+      redisCommandsPerMessage: (commands.total - commandsBefore.total) / delivered,
+      evalshaPerMessage: (commands.evalsha - commandsBefore.evalsha) / delivered,
     };
   } finally {
     clearInterval(sampler);
     out.close();
+    redis?.disconnect();
     await ferry.stop();
     await options.afterStop?.(last, span);
     await rm(options.dir, { recursive: true, force: true });
@@ -111,6 +125,6 @@ export const describeMeasure = (m: MllpMeasure): string => {
   return (
     `ack ${m.load.ackRate.toFixed(0)} msg/s (p50 ${m.load.p50.toFixed(2)} ms, p99 ${m.load.p99.toFixed(2)} ms), delivered ${m.deliveredRate.toFixed(0)} msg/s in the window, ` +
     `backlog at its end ${m.backlogSeconds.toFixed(1)} s of input${m.drained ? `, drained in ${m.drainSeconds.toFixed(0)} s` : m.drainSeconds >= 1 ? `, not drained after ${m.drainSeconds.toFixed(0)} s` : ''}; ` +
-    `CPU µs/delivered message ${m.drained ? '' : '≤ '}${m.engineCpuUsPerMessage.toFixed(0)} (${cpu}); peak RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MB`
+    `CPU µs/delivered message ${m.drained ? '' : '≤ '}${m.engineCpuUsPerMessage.toFixed(0)} (${cpu}); peak RSS ${(m.peakRssBytes / 2 ** 20).toFixed(0)} MB; Redis ${m.drained ? '' : '≤ '}${m.redisCommandsPerMessage.toFixed(1)} commands per message (${m.evalshaPerMessage.toFixed(1)} EVALSHA)`
   );
 };
