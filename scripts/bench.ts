@@ -14,10 +14,10 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { atCleanup, cleanupAll } from './bench/children.ts';
+import { atCleanup, cleanUpOnExit, cleanupAll } from './bench/children.ts';
 import { runFerryCommand } from './bench/ferry.ts';
 import { wrkMissing } from './bench/http-load.ts';
-import { describeMeasure, measureMllp } from './bench/measure-mllp.ts';
+import { describeMeasure, measureMllp, type MllpMeasure } from './bench/measure-mllp.ts';
 import { measureFerryHttps, measureNodeRed } from './bench/measure-https.ts';
 import { measureBacklog, measureIdle } from './bench/measure-memory.ts';
 import { runLoad, startEcho } from './bench/mllp.ts';
@@ -25,7 +25,7 @@ import { installNodeRed, NODE_RED_VERSION, startNodeRed, type NodeRed } from './
 import { formatProfile, summarizeProfile } from './bench/profile-summary.ts';
 import type { ProcSample } from './bench/proc-stats.ts';
 import { mllpProject } from './bench/projects.ts';
-import { printRows, rowsJson, type Row } from './bench/report.ts';
+import { median, printRows, rowsJson, type Row } from './bench/report.ts';
 
 const ROWS = ['T1', 'T2', 'T3', 'T4', 'T5', 'T6', 'T7', 'T8'] as const;
 const USAGE = 'usage: npm run bench -- [--runs N] [--seconds S] [--quick] [--rows T1,T2,…] [--backlog N] [--profile] [--json file]';
@@ -107,6 +107,7 @@ console.log(
     `T1/T2 wait up to ${drainSeconds} s for their backlog; T7 ${backlogMessages} messages${options.profile ? '; CPU profile of the first T1 run' : ''}`,
 );
 
+cleanUpOnExit();
 const root = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-'));
 // Registered first, so it runs last: after every process that writes into it has stopped.
 atCleanup(() => rm(root, { recursive: true, force: true }));
@@ -241,6 +242,12 @@ try {
     row.reference[run] ??= Number.NaN;
   }
   printRows(shown);
+  const t1Runs = details.flatMap((d) => (d['T1'] ? [d['T1'] as { ferry: MllpMeasure; echoCpuUsPerMessage: number }] : []));
+  if (t1Runs.length > 0) {
+    const roles = Object.keys(t1Runs[0]!.ferry.cpuUsPerMessage) as Array<keyof MllpMeasure['cpuUsPerMessage']>;
+    const perRole = roles.map((role) => `${role} ${median(t1Runs.map((r) => r.ferry.cpuUsPerMessage[role])).toFixed(0)}`);
+    console.log(`T1 CPU per delivered message by process, µs (medians): ${perRole.join(', ')}; echo process ${median(t1Runs.map((r) => r.echoCpuUsPerMessage)).toFixed(1)}`);
+  }
   if (options.json) {
     const report = { machine: { ...machine, loadAverageAtEnd: os.loadavg() }, options: { runs, seconds, shortSeconds, echoSeconds, drainSeconds, backlogMessages, rows: [...selected], profile: options.profile }, rows: rowsJson(shown), runs: details };
     await writeFile(options.json, `${JSON.stringify(report, null, 2)}\n`);

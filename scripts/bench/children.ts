@@ -23,17 +23,22 @@ export const cleanupAll = async (): Promise<void> => {
   }
 };
 
-let ending = false;
-const endNow = (why: string, code: number): void => {
-  if (ending) return;
-  ending = true;
-  console.error(`\nbench: ${why}: stopping everything it started`);
-  void cleanupAll().finally(() => process.exit(code));
+/**
+ * Makes Ctrl-C, SIGTERM and a crash of the bench itself run the clean-up before exiting: the bench's
+ * main program calls it once (a test importing these modules keeps its own handlers).
+ */
+export const cleanUpOnExit = (): void => {
+  let ending = false;
+  const endNow = (why: string, code: number): void => {
+    if (ending) return;
+    ending = true;
+    console.error(`\nbench: ${why}: stopping everything it started`);
+    void cleanupAll().finally(() => process.exit(code));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => endNow(signal, 130));
+  process.on('uncaughtException', (error) => endNow(`uncaught ${error.stack ?? String(error)}`, 1));
+  process.on('unhandledRejection', (error) => endNow(`unhandled rejection ${(error as Error)?.stack ?? String(error)}`, 1));
 };
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => endNow(signal, 130));
-// A bug in the bench itself must not leave engines and Redis servers behind either.
-process.on('uncaughtException', (error) => endNow(`uncaught ${error.stack ?? String(error)}`, 1));
-process.on('unhandledRejection', (error) => endNow(`unhandled rejection ${(error as Error)?.stack ?? String(error)}`, 1));
 
 export interface Child {
   readonly child: ChildProcess;
