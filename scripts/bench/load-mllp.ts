@@ -6,9 +6,11 @@
 // open loop: message k of the whole load is due at k/R s, connections take turns, and a message
 // whose connection is still waiting for the previous ACK when it is due goes out late (counted).
 // Connections go round-robin over --ports. Sending stops after --seconds or --count messages,
-// whichever comes first. Control ids are <prefix><8 digits>: messages 1…N, and one warm-up message
-// per connection numbered down from 99999999. Prints JSON lines: {"event":"sending"} once every
-// connection is up (its warm-up message acknowledged), then the result.
+// whichever comes first. A message answered AE (e.g. a full channel) or not at all is sent again
+// after 100 ms, as HL7 senders do; latencies are those of the AAs. Control ids are <prefix><8
+// digits>: messages 1…N, and one warm-up message per connection numbered down from 99999999. Prints
+// JSON lines: {"event":"sending"} once every connection is up (its warm-up message acknowledged),
+// then the result (`sent` counts every try).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -56,20 +58,31 @@ const messageFor = (connection: number): { payload: Buffer; number(n: number): v
   return { payload, number: (n) => void payload.write(String(n).padStart(DIGITS, '0'), at, 'latin1') };
 };
 
-const sendOne = async (client: MllpClient, payload: Buffer): Promise<void> => {
-  const sent = performance.now();
-  try {
-    const reply = await client.send(payload);
-    latencies.push(performance.now() - sent);
-    if (reply.includes('MSA|AA|')) acked++;
-    else {
+/** What a sender does after an AE or no answer: wait, then send the same message again. */
+const RESEND_DELAY_MS = 100;
+/** A message that fails this many times in a row means the far end is gone: the load gives up. */
+const MAX_TRIES = 600;
+
+/** Sends until AA (latency counted for the AA only); false when the window closed first. */
+const deliverOne = async (client: MllpClient, payload: Buffer): Promise<boolean> => {
+  for (let tries = 1; ; tries++) {
+    const sent = performance.now();
+    try {
+      const reply = await client.send(payload);
+      if (reply.includes('MSA|AA|')) {
+        latencies.push(performance.now() - sent);
+        acked++;
+        return true;
+      }
       notAa++;
       firstProblem ??= `reply ${JSON.stringify(reply.toString('latin1').slice(0, 200))}`;
+    } catch (error) {
+      failures++;
+      firstProblem ??= describeError(error);
     }
-  } catch (error) {
-    failures++;
-    firstProblem ??= describeError(error);
-    await sleep(100); // a refused or dropped connection: do not spin on it
+    if (tries >= MAX_TRIES) throw new Error(`gave up after ${tries} tries of one message; first problem: ${firstProblem}`);
+    await sleep(RESEND_DELAY_MS);
+    if (performance.now() >= deadline) return false;
   }
 };
 
@@ -88,7 +101,7 @@ const connection = async (c: number, client: MllpClient, started: number): Promi
       lags.push(performance.now() - due);
     } else if (performance.now() >= deadline) return;
     message.number(n + 1);
-    await sendOne(client, message.payload);
+    if (!(await deliverOne(client, message.payload))) return;
   }
 };
 
@@ -117,7 +130,7 @@ console.log(
   JSON.stringify({
     event: 'done',
     warmUps: connections,
-    sent: latencies.length + failures,
+    sent: latencies.length + notAa + failures,
     acked,
     notAa,
     failures,

@@ -18,6 +18,7 @@ export interface LoadOptions {
 }
 
 export interface LoadResult {
+  /** Tries: a message answered AE or not at all is sent again. */
   sent: number;
   acked: number;
   notAa: number;
@@ -53,7 +54,7 @@ export const runLoad = async (options: LoadOptions): Promise<LoadResult> => {
   await sending;
   if (code !== 0 || !result) throw new Error(`the MLLP load process exited with ${code}: ${output.stderr().trim()}`);
   if (result.failures > 0 || result.notAa > 0) {
-    console.log(`  load: ${result.failures} sends failed and ${result.notAa} replies were not AA; first: ${result.firstProblem}`);
+    console.log(`  load: ${result.failures} tries got no answer and ${result.notAa} an answer other than AA, each sent again after 100 ms; first: ${result.firstProblem}`);
   }
   return result;
 };

@@ -20,6 +20,8 @@ export interface Row {
   target: Target;
   /** Further conditions of the target, each met or not per run (e.g. T1's backlog). */
   alsoRequired?: { what: string; runs: boolean[] };
+  /** Runs whose figure is only an upper bound (T5 when T1's backlog did not drain in time): shown with ≤. */
+  upperBound?: boolean[];
   /** Why the row or its reference could not be measured. */
   unavailable?: string;
 }
@@ -65,7 +67,7 @@ export const printRows = (rows: Row[]): void => {
       return [
         row.id,
         `${row.measure} (${row.unit}); ref: ${row.referenceLabel}`,
-        figure(median(row.ferry)),
+        `${row.upperBound?.some(Boolean) ? '≤ ' : ''}${figure(median(row.ferry))}`,
         figure(median(row.reference)),
         figure(ratioOf(row)),
         targetText(row),

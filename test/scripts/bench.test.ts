@@ -8,7 +8,10 @@ import { runLoad, startEcho } from '../../scripts/bench/mllp.ts';
 import { summarizeProfile } from '../../scripts/bench/profile-summary.ts';
 import { backlogProject, exampleProject, httpsProject, mllpProject, type Project } from '../../scripts/bench/projects.ts';
 import { median, metOf, type Row } from '../../scripts/bench/report.ts';
-import { acceptingMllpServer } from '../helpers/mllp-server.ts';
+import { buildAck } from '../../engine/hl7/ack.ts';
+import { readHeader } from '../../engine/hl7/header.ts';
+import { encodeFrame } from '../../engine/hl7/mllp.ts';
+import { acceptingMllpServer, mllpServer } from '../helpers/mllp-server.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 // The bench's parts that can be checked without timing anything: the configs it runs Ferry on, the
@@ -52,6 +55,24 @@ test.serial('the load process sends numbered messages, one warm-up per connectio
   t.true(result.p50 > 0 && result.p99 >= result.p50);
   // Control ids: the warm-ups count down from 99999999, the measured messages are 1…30.
   t.deepEqual([...server.received].sort(), [...Array.from({ length: 30 }, (_, i) => `T${String(i + 1).padStart(8, '0')}`), 'T99999997', 'T99999998', 'T99999999']);
+});
+
+test.serial('a message answered AE is sent again until AA, as HL7 senders do', async (t) => {
+  t.teardown(cleanupAll);
+  const tries = new Map<string, number>();
+  // AE for each message's first try (a full channel), AA for the next.
+  const server = await mllpServer(t, (socket, payload) => {
+    const header = readHeader(payload.toString('latin1'));
+    const n = (tries.get(header.controlId) ?? 0) + 1;
+    tries.set(header.controlId, n);
+    socket.write(encodeFrame(buildAck(header, n === 1 ? 'AE' : 'AA', { controlId: `A${header.controlId}` })));
+  });
+  const result = await runLoad({ ports: [server.port], connections: 1, count: 5, prefix: 'X' });
+  t.like(result, { acked: 5, notAa: 5, sent: 10, failures: 0 });
+  t.deepEqual(
+    [...tries].filter(([id]) => id !== 'X99999999'),
+    Array.from({ length: 5 }, (_, i) => [`X${String(i + 1).padStart(8, '0')}`, 2]),
+  );
 });
 
 test.serial('open loop: the load process sends on its schedule and stops at --count', async (t) => {
