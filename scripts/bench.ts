@@ -247,7 +247,10 @@ try {
   const t1Runs = details.flatMap((d) => (d['T1'] ? [d['T1'] as { ferry: MllpMeasure; echoCpuUsPerMessage: number }] : []));
   if (t1Runs.length > 0) {
     const roles = Object.keys(t1Runs[0]!.ferry.cpuUsPerMessage) as Array<keyof MllpMeasure['cpuUsPerMessage']>;
-    const perRole = roles.map((role) => `${role} ${median(t1Runs.map((r) => r.ferry.cpuUsPerMessage[role])).toFixed(0)}`);
+    const perRole = roles.flatMap((role) => {
+      const us = median(t1Runs.map((r) => r.ferry.cpuUsPerMessage[role]));
+      return us > 0 ? [`${role} ${us.toFixed(0)}`] : [];
+    });
     console.log(`T1 CPU per delivered message by process, µs (medians): ${perRole.join(', ')}; echo process ${median(t1Runs.map((r) => r.echoCpuUsPerMessage)).toFixed(1)}`);
   }
   if (options.json) {
