@@ -21,9 +21,9 @@ import {
 } from './config-schema.ts';
 import { compileNamedSql } from './destinations/named-sql.ts';
 import { decodeAs } from './hl7/charset.ts';
-import { parseAddressRule } from './http/address-rules.ts';
-import { isHeaderName, isHeaderValue, isReservedHeader } from './http/headers.ts';
 import { fileNamePattern } from './sources/file-pattern.ts';
+import { parseAddressRule } from './wire/address-rules.ts';
+import { isHeaderName, isHeaderValue, isReservedHeader } from './wire/headers.ts';
 
 export interface RetryPolicy {
   /** Total tries including the first; 0 = retry forever. */

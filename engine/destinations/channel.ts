@@ -1,7 +1,7 @@
 import type { ChannelDestinationConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
-import { handoffMessageId } from '../ids.ts';
 import type { Intake } from '../intake.ts';
+import { handoffMessageId } from '../wire/ids.ts';
 import type { Delivery, Destination } from './destination.ts';
 
 // Hands an output to another channel's intake, as that channel's new message. Its id is derived

@@ -13,8 +13,8 @@ import { signRequest } from '../auth/hmac.ts';
 import { checkServerIdentity } from '../auth/server-identity.ts';
 import type { HttpsDestinationConfig } from '../config.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
-import { headerProblem } from '../http/headers.ts';
-import { MESSAGE_ID_HEADER } from '../sources/https.ts';
+import { MESSAGE_ID_HEADER, headerProblem } from '../wire/headers.ts';
+import { deliveryMessageId } from '../wire/ids.ts';
 import { circuitBreaker, type CircuitBreaker } from './circuit-breaker.ts';
 import type { Delivery, Destination } from './destination.ts';
 
@@ -26,10 +26,6 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 const MAX_SOCKETS = 8;
 
 const RETRYABLE_STATUS = new Set([408, 425, 429]);
-
-/** The id a receiver deduplicates on: stable across retries, restarts and resends of the same output. */
-export const deliveryMessageId = (delivery: Pick<Delivery, 'id' | 'output'>): string =>
-  delivery.output > 0 ? `${delivery.id}-${delivery.output}` : delivery.id;
 
 /** Retry-After as milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
 export const parseRetryAfter = (value: string | undefined, now = Date.now()): number | undefined => {

@@ -17,8 +17,8 @@ import type { Logger } from 'pino';
 import type { PostgresDestinationConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import { decodeAs } from '../hl7/charset.ts';
+import { deliveryMessageId } from '../wire/ids.ts';
 import type { Delivery, Destination } from './destination.ts';
-import { deliveryMessageId } from './https.ts';
 import { compileNamedSql } from './named-sql.ts';
 import { building } from './serialize-failure.ts';
 

@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { TokenTable } from '../auth/tokens.ts';
 import type { WebSocketConfig } from '../config.ts';
-import { addressMatcher } from '../http/address-rules.ts';
+import { addressMatcher } from '../wire/address-rules.ts';
 import type { UpgradeHandler } from '../http/https-listener.ts';
 import { refuseUpgrade } from '../http/refuse.ts';
 import { topicGrant, topicProblem } from './event.ts';

@@ -2,12 +2,12 @@
 // it is recorded or sent. The prelude shapes and checks a script's outputs inside the sandbox already,
 // but it shares a context with the script (and the sandbox runs in another process), so the engine
 // does not take its word: every output, ctx.deliver meta and log line is checked again here, with the
-// same rules (output-meta.ts, http/headers.ts) and limits. Anything off errors the message with
+// same rules (wire/output-meta.ts, wire/headers.ts) and limits. Anything off errors the message with
 // SCRIPT_BAD_RESULT naming what was refused.
 import type { DestinationConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
-import { readOutputMeta, unfollowedOption } from '../output-meta.ts';
+import { readOutputMeta, unfollowedOption } from '../wire/output-meta.ts';
 import type { SandboxResult } from './isolate.ts';
 import type { ScriptLog, ScriptLogLevel } from './prelude.ts';
 

@@ -25,7 +25,7 @@ import { FerryError, describeError } from '../errors.ts';
 import { splitMessages } from '../hl7/batch.ts';
 import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
 import { sourceIntakeOptions } from './intake-options.ts';
-import { fileMessageId } from '../ids.ts';
+import { fileMessageId } from '../wire/ids.ts';
 import type { Intake } from '../intake.ts';
 import { inProgressName, withSuffix } from '../file-names.ts';
 import { fileNamePattern } from './file-pattern.ts';

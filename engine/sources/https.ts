@@ -13,19 +13,15 @@ import type { TokenTable } from '../auth/tokens.ts';
 import type { HmacVerifier } from '../auth/hmac.ts';
 import type { HttpsSourceConfig } from '../config.ts';
 import { FerryError, describeError } from '../errors.ts';
-import { addressMatcher } from '../http/address-rules.ts';
 import { looksUrlEncoded, parseForm } from '../http/form.ts';
 import { peerCertificate, type HttpsHandler, type HttpsMount } from '../http/https-listener.ts';
 import { rateLimiter } from '../http/rate-limit.ts';
 import { readBody } from '../http/read-body.ts';
 import { refuse } from '../http/refuse.ts';
 import type { Intake } from '../intake.ts';
-
-/** Header a sending Ferry puts its message id in; a resend with the same id is not processed twice. */
-export const MESSAGE_ID_HEADER = 'X-Ferry-Message-Id';
-
-// A ULID, optionally with a derived suffix (hand-offs "-<destination>-<n>", outputs "-<n>").
-const MESSAGE_ID = /^[0-9A-HJKMNP-TV-Z]{26}(?:-[A-Za-z0-9_-]{1,160})?$/;
+import { addressMatcher } from '../wire/address-rules.ts';
+import { MESSAGE_ID_HEADER } from '../wire/headers.ts';
+import { isMessageId } from '../wire/ids.ts';
 
 export interface HttpsSourceDeps {
   channel: string;
@@ -71,7 +67,7 @@ export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps):
   /** The id to take the message in under: the sender's, unless another channel already uses it. */
   const intakeId = (header: string | undefined, client: string): string | undefined => {
     if (header === undefined) return undefined;
-    if (!MESSAGE_ID.test(header)) {
+    if (!isMessageId(header)) {
       log.warn({ client, header: header.slice(0, 200) }, `ignoring a malformed ${MESSAGE_ID_HEADER}; the message gets a new id`);
       return undefined;
     }

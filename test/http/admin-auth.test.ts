@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { createSessions } from '../../engine/auth/sessions.ts';
 import type { ChannelInfo } from '../../engine/channel.ts';
 import type { DestinationConfig } from '../../engine/config.ts';
-import { newMessageId } from '../../engine/ids.ts';
+import { newMessageId } from '../../engine/wire/ids.ts';
 import { createIntake } from '../../engine/intake.ts';
 import { createQueue, inboundQueueName, type InboundJob } from '../../engine/queues.ts';
 import { fakeChannel, startAdmin, writeTestUsers, type AdminHarness, type Client, type TestUser } from '../helpers/admin.ts';

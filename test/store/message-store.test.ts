@@ -3,7 +3,7 @@ import test from 'ava';
 import { Database, type SqliteDatabase } from '../../engine/store/sqlite.ts';
 import { join } from 'node:path';
 import { FerryError } from '../../engine/errors.ts';
-import { newMessageId } from '../../engine/ids.ts';
+import { newMessageId } from '../../engine/wire/ids.ts';
 import type { Status } from '../../engine/message.ts';
 import { openMessageStore, toFtsQuery, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
 import { tempDir } from '../helpers/temp.ts';

@@ -4,10 +4,10 @@
 // from the sandbox (sandbox/check-result.ts): that check is the one that counts, because the prelude
 // shares a context with the script. readOutputMeta is bundled into the sandbox too, so it uses only
 // the builtins captured in sandbox/intrinsics.ts.
-import type { DestinationConfig } from './config.ts';
-import { headerProblem } from './http/headers.ts';
-import type { OutputMeta } from './message.ts';
-import { isArray, keysOf, matches, record, sliceOf, upperCase } from './sandbox/intrinsics.ts';
+import type { DestinationConfig } from '../config.ts';
+import type { OutputMeta } from '../message.ts';
+import { isArray, keysOf, matches, record, sliceOf, upperCase } from '../sandbox/intrinsics.ts';
+import { headerProblem } from './headers.ts';
 
 export const DELIVER_METHODS: readonly string[] = ['POST', 'PUT', 'PATCH', 'DELETE'];
 /** RFC 9110 asks servers to take at least 8000 octets; longer URLs are often refused. */
