@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { mllpClient } from '../engine/clients/mllp.ts';
-import { parseConfig } from '../engine/config.ts';
+import { parseConfig } from '../engine/config/load.ts';
 import { startEngine, type Engine } from '../engine/engine.ts';
 import { describeError } from '../engine/errors.ts';
 import { readAck } from '../engine/hl7/ack.ts';

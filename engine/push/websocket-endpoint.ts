@@ -24,7 +24,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { TokenTable } from '../auth/tokens.ts';
-import type { WebSocketConfig } from '../config.ts';
+import type { WebSocketConfig } from '../config/contract.ts';
 import { addressMatcher } from '../wire/address-rules.ts';
 import type { UpgradeHandler } from '../http/https-listener.ts';
 import { refuseUpgrade } from '../http/refuse.ts';
