@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { FerryError } from '../../engine/errors.ts';
 import { newMessageId } from '../../engine/wire/ids.ts';
 import type { Status } from '../../engine/message.ts';
-import { openMessageStore, toFtsQuery, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
+import { toFtsQuery } from '../../engine/store/message-list.ts';
+import { openMessageStore, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const open = async (t: ExecutionContext): Promise<{ store: MessageStore; file: string }> => {
