@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ChannelConfig, FerryConfig } from '../engine/config/contract.ts';
 import { loadConfig, parseConfig } from '../engine/config/load.ts';
 import { renderConfigSchema } from '../engine/config/schema.ts';
+import { destinationConnectors, sourceConnectors } from '../engine/connectors.ts';
 import type { ChannelDestinationConfig } from '../engine/destinations/channel.ts';
 import type { FileDestinationConfig } from '../engine/destinations/file.ts';
 import { FerryError, type ErrorCode } from '../engine/errors.ts';
@@ -30,6 +31,9 @@ channels:
     destinations:
       - { name: lab-files, type: file, dir: ./out/lab }
 `;
+
+const sourceTypes = sourceConnectors.map((c) => c.type).join(', ');
+const destinationTypes = destinationConnectors.map((c) => c.type).join(', ');
 
 const defaultRetry = { attempts: 5, backoff: 'exponential', delayMs: 1000, maxDelayMs: 300_000 } as const;
 const defaultEngine = (dir: string): FerryConfig['engine'] => ({
@@ -354,12 +358,13 @@ const mistakes: Array<{ kind: string; text: string; code?: ErrorCode; message: s
   {
     kind: 'bad discriminator',
     text: oneChannel(undefined, '{ name: d, type: fil, dir: out }'),
-    message: 'channels.yaml:5:26 channels[0].destinations[0].type: must be one of file, channel, https, postgres, mllp, websocket (got "fil")',
+    // Every destination type, in the registry's order (engine/connectors.ts): file, channel, https, …
+    message: `channels.yaml:5:26 channels[0].destinations[0].type: must be one of ${destinationTypes} (got "fil")`,
   },
   {
     kind: 'missing discriminator',
     text: oneChannel('{ port: 6661 }'),
-    message: 'channels.yaml:3:13 channels[0].source: missing required key "type" (one of mllp, channel, https, file, pusher)',
+    message: `channels.yaml:3:13 channels[0].source: missing required key "type" (one of ${sourceTypes})`,
   },
   {
     kind: 'missing required key',
