@@ -81,10 +81,10 @@ export type Claim =
   | { kind: 'hand-off'; channel: string; at: KeyPath };
 
 /**
- * What source and destination types share. `S` is the schema of its keys (`type` first); `C` its
- * config once loaded. Members are methods so that the registry can hold every type in one list.
+ * What source and destination types share; `S` is the schema of its keys (`type` first). Members
+ * are methods (checked bivariantly) so that the registry can hold every type in one list.
  */
-interface Connector<S extends TObject, C> {
+interface Connector<S extends TObject> {
   /** The value of `type:` in channels.yaml. */
   readonly type: string;
   /** Its keys, with titles, descriptions and defaults: validation, editors' schema and docs. */
@@ -95,7 +95,7 @@ interface Connector<S extends TObject, C> {
   claims?(raw: Entry, dir: string): Claim[];
 }
 
-export interface SourceConnector<S extends TObject = TObject, C extends SourceConfig = SourceConfig> extends Connector<S, C> {
+export interface SourceConnector<S extends TObject = TObject, C extends SourceConfig = SourceConfig> extends Connector<S> {
   /** The validated keys as the engine uses them: defaults applied, paths resolved against `dir`, units parsed. */
   normalize(raw: Static<S>, dir: string): C;
   /** Short, for the admin API and the log: "mllp 127.0.0.1:6661". */
@@ -117,7 +117,7 @@ export interface SourceConnector<S extends TObject = TObject, C extends SourceCo
 /** A destination's own config: the keys every destination has (name, order, retry) are the loader's. */
 export type OwnKeys<C extends DestinationConfig> = Omit<C, 'name' | 'order' | 'retry'>;
 
-export interface DestinationConnector<S extends TObject = TObject, C extends DestinationConfig = DestinationConfig> extends Connector<S, C> {
+export interface DestinationConnector<S extends TObject = TObject, C extends DestinationConfig = DestinationConfig> extends Connector<S> {
   /** Its validated keys as the engine uses them (the loader adds name, order and retry). */
   normalize(raw: Static<S>, dir: string): OwnKeys<C>;
   /** The ctx.deliver options it follows; a script that sets one no destination of its channel follows errors. */

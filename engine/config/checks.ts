@@ -4,19 +4,16 @@
 // claims (`claims`); what spans channels is checked here and in claims.ts, what spans the engine
 // section in engine-checks.ts.
 
-import { statSync } from 'node:fs';
 import path from 'node:path';
-import { findDestination, findSource } from '../connectors.ts';
 import type { ConfigCheck, SourceConnector } from '../connector.ts';
+import { findDestination, findSource } from '../connectors.ts';
 import { checkFolders, checkHandOffs, checkHttpsPaths, checkPorts, type Claimed } from './claims.ts';
 import type { KeyPath } from './contract.ts';
 import { checkEngine } from './engine-checks.ts';
 import { engineDefaults } from './engine-schema.ts';
 import { lineOf, report, type ConfigSource } from './report.ts';
 import { minScriptMemoryBytes } from './schema.ts';
-import { describeValue, entries, entry, isEntry, isSize, sizeBytes, type Entry } from './units.ts';
-
-const isFile = (file: string): boolean => statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
+import { describeValue, entries, entry, isEntry, isFile, isSize, sizeBytes, type Entry } from './units.ts';
 
 export function checkConsistency(source: ConfigSource, data: unknown, dir: string): void {
   const fail = (at: KeyPath, message: string) => report(source, 'CONFIG_INVALID', at, message);

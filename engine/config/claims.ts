@@ -3,8 +3,8 @@
 // watched folder belongs to one owner; a folder files are moved to is watched by none; a hand-off
 // goes to a channel that exists and takes hand-offs, and hand-offs close no cycle.
 
-import { sourceConnectors, findSource } from '../connectors.ts';
 import type { Claim } from '../connector.ts';
+import { findSource, sourceConnectors } from '../connectors.ts';
 import type { KeyPath } from './contract.ts';
 import { engineDefaults } from './engine-schema.ts';
 import { report, type ConfigSource } from './report.ts';

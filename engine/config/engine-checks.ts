@@ -2,12 +2,12 @@
 // listener's TLS settings, and WebSocket push, which runs on that listener on a path of its own.
 // (What sources and destinations need of these, each connector checks itself.)
 
-import type { KeyPath } from './contract.ts';
+import { parseAddressRule } from '../wire/address-rules.ts';
 import type { Claimed } from './claims.ts';
+import type { KeyPath } from './contract.ts';
 import { engineDefaults } from './engine-schema.ts';
 import { report, type ConfigSource } from './report.ts';
 import { entry, isEntry, type Entry } from './units.ts';
-import { parseAddressRule } from '../wire/address-rules.ts';
 
 /** Reports `file not found` when a value names (relative to the config folder `dir`) no file. */
 export type FileCheck = (value: unknown, at: KeyPath) => void;

@@ -3,15 +3,12 @@
 // destination normalises its own keys (its connector's `normalize`); the keys every destination
 // has (name, order, retry) are normalised here.
 
-import { statSync } from 'node:fs';
 import path from 'node:path';
 import { destinationConnector, sourceConnector } from '../connectors.ts';
 import type { DestinationConfig, FerryConfig } from './contract.ts';
 import { engineDefaults as defaults } from './engine-schema.ts';
 import { channelDefaults, type RawConfig } from './schema.ts';
-import { durationMs, resolveOptional, sizeBytes } from './units.ts';
-
-const isFile = (file: string): boolean => statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
+import { durationMs, isFile, resolveOptional, sizeBytes } from './units.ts';
 
 type RawDestination = RawConfig['channels'][number]['destinations'][number];
 

@@ -8,6 +8,7 @@
 // `errorMessage` / `patternErrorMessage` annotations (VS Code's JSON-schema extensions).
 
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { statSync } from 'node:fs';
 import path from 'node:path';
 
 /** What every key documents: editors show it, and the drift test checks each key has it. */
@@ -118,6 +119,9 @@ export const entry = (value: unknown): Entry => (isEntry(value) ? value : {});
 /** The mappings of a list with their indexes; anything else is the schema's to report. */
 export const entries = (value: unknown): Array<[number, Entry]> =>
   Array.isArray(value) ? [...value.entries()].filter((e): e is [number, Entry] => isEntry(e[1])) : [];
+
+/** Whether an absolute path names a regular file (a script, a certificate) now. */
+export const isFile = (file: string): boolean => statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
 
 /** An optional file named in the config, made absolute against the config file's folder `dir`. */
 export const resolveOptional = (dir: string, file: string | undefined): string | undefined =>
