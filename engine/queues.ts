@@ -1,5 +1,5 @@
 import { Queue, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
-import type { RetryPolicy } from './config.ts';
+import type { RetryPolicy } from './config/contract.ts';
 
 // Queue names, the worker factory and the retry/backoff policy. Jobs carry only ids (and an
 // output index): content stays in the message log on disk, so a backlog costs Redis a few hundred

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { Worker } from 'bullmq';
-import type { RetryPolicy } from '../engine/config.ts';
+import type { RetryPolicy } from '../engine/config/contract.ts';
 import {
   QUEUE_PREFIX,
   createQueue,

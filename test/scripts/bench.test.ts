@@ -1,7 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig, type FerryConfig } from '../../engine/config.ts';
+import type { FerryConfig } from '../../engine/config/contract.ts';
+import { loadConfig } from '../../engine/config/load.ts';
+import type { MllpSourceConfig } from '../../engine/sources/mllp.ts';
 import { cleanupAll } from '../../scripts/bench/children.ts';
 import { writeProject } from '../../scripts/bench/ferry.ts';
 import { runLoad, startEcho } from '../../scripts/bench/mllp.ts';
@@ -27,12 +29,12 @@ const valid = async (t: ExecutionContext, project: Project): Promise<FerryConfig
 test('the projects the bench starts Ferry on are valid configs with every port 0', async (t) => {
   const twenty = await valid(t, mllpProject(20));
   t.is(twenty.channels.length, 20);
-  t.true(twenty.channels.every((c) => c.source.type === 'mllp' && c.source.port === 0 && c.script !== undefined));
+  t.true(twenty.channels.every((c) => c.source.type === 'mllp' && (c.source as MllpSourceConfig).port === 0 && c.script !== undefined));
   t.is(twenty.engine.admin.port, 0);
 
   const example = await valid(t, await exampleProject());
   t.deepEqual(example.channels.map((c) => c.name), ['adt-archive', 'lab-feed']);
-  t.true(example.channels.every((c) => c.source.type !== 'mllp' || c.source.port === 0));
+  t.true(example.channels.every((c) => c.source.type !== 'mllp' || (c.source as MllpSourceConfig).port === 0));
   t.is(example.engine.admin.port, 0);
 
   const backlog = await valid(t, backlogProject(1000));
