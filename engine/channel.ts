@@ -1,32 +1,19 @@
 import type { ConnectionOptions, Job, Queue, Worker } from 'bullmq';
 import { dirname, relative } from 'node:path';
 import type { Logger } from 'pino';
-import type { HmacVerifier } from './auth/hmac.ts';
-import type { TokenTable } from './auth/tokens.ts';
-import type { ChannelConfig, DestinationConfig } from './config.ts';
-import { createDeliveryTracker, type BlockedDelivery, type SkipOutcome } from './pipeline/delivery-tracker.ts';
-import { channelDestination } from './destinations/channel.ts';
+import type { ChannelConfig } from './config/contract.ts';
+import type { ConnectorContext, EngineServices, Source } from './connector.ts';
+import { destinationConnector, sourceConnector } from './connectors.ts';
 import type { Destination } from './destinations/destination.ts';
-import { fileDestination } from './destinations/file.ts';
-import { httpsDestination } from './destinations/https.ts';
-import { mllpDestination } from './destinations/mllp.ts';
-import { postgresDestination } from './destinations/postgres.ts';
-import { websocketDestination } from './destinations/websocket.ts';
-import { FerryError, describeError } from './errors.ts';
-import type { HttpsMount } from './http/https-listener.ts';
+import { describeError } from './errors.ts';
 import { createIntake, type Intake } from './intake.ts';
 import { logThrottle } from './log-throttle.ts';
 import { deliveryStep } from './pipeline/delivery-step.ts';
 import { createQueue, createWorker, deliveryWork, destinationQueueName, inboundQueueName, inboundWork, requeueAbandoned, type DeliveryJob, type InboundJob } from './pipeline/queues.ts';
 import { recoverLostWork } from './pipeline/recovery.ts';
 import { transformStep } from './pipeline/transform-step.ts';
+import { createDeliveryTracker, type BlockedDelivery, type SkipOutcome } from './pipeline/delivery-tracker.ts';
 import { createTranslator, type ScriptStatus, type Translator } from './sandbox/translator.ts';
-import { fileSource, type FileSource } from './sources/file.ts';
-import { httpsSource, type HttpsSource } from './sources/https.ts';
-import { mllpSource, type MllpSource } from './sources/mllp.ts';
-import { mllpHandler } from './sources/mllp-handler.ts';
-import { pusherSource } from './sources/pusher.ts';
-import type { PushHub } from './push/hub.ts';
 import type { MessageStore } from './store/message-store.ts';
 
 // Wires one channel: source → intake → inbound queue → translator step → one queue per destination
@@ -83,58 +70,18 @@ export interface ChannelDeps {
   store: MessageStore;
   connection: ConnectionOptions;
   logger: Logger;
-  /** Another channel's intake, for channel destinations (all channels exist before any starts). */
-  intakeOf: (channel: string) => Intake | undefined;
-  /** engine.commitTimeout: how long intake waits for Redis before refusing. */
+  /** engine.commitTimeout: how long intake waits for the message log before refusing. */
   commitTimeoutMs?: number;
-  /** For https sources: the engine HTTPS listener, and what checks tokens and signatures. */
-  https?: { listener: HttpsMount; tokens?: TokenTable; hmac?: HmacVerifier };
-  /** For websocket destinations: the topics of engine.websocket. */
-  push?: PushHub;
+  /** What the engine runs for sources and destinations (other channels' intakes, the HTTPS listener …). */
+  services: EngineServices;
 }
-
-type ChannelSource = MllpSource | HttpsSource | FileSource;
 
 /** Concurrent delivery jobs for `order: parallel`; `fifo` is one at a time. */
 const PARALLEL_DELIVERIES = 8;
 /** Every worker reports each failed reconnect while Redis is down: one line per interval is enough. */
 const WORKER_ERROR_LOG_INTERVAL_MS = 30_000;
 
-const sourceSummary = (config: ChannelConfig): string => {
-  switch (config.source.type) {
-    case 'mllp':
-      return `${config.source.tls ? 'mllp+tls' : 'mllp'} ${config.source.host}:${config.source.port}`;
-    case 'https':
-      return `https ${config.source.path}`;
-    case 'pusher':
-      return `pusher ${config.source.path}`;
-    case 'channel':
-      return 'channel';
-    case 'file':
-      return `file ${config.source.dir}/${config.source.pattern}`;
-  }
-};
-
-const makeDestination = (config: DestinationConfig, deps: ChannelDeps, channelName: string): Destination => {
-  switch (config.type) {
-    case 'file':
-      return fileDestination(config);
-    case 'channel': {
-      const target = deps.intakeOf(config.channel);
-      if (!target) throw new FerryError('CHANNEL_NOT_FOUND', `destination ${config.name}: no channel named ${config.channel}`);
-      return channelDestination(config, target);
-    }
-    case 'https':
-      return httpsDestination(config, { logger: deps.logger.child({ channel: channelName }) });
-    case 'postgres':
-      return postgresDestination(config, { logger: deps.logger.child({ channel: channelName }), channel: channelName });
-    case 'websocket':
-      if (!deps.push) throw new FerryError('CONFIG_INVALID', `destination ${config.name}: a websocket destination needs engine.websocket`);
-      return websocketDestination(config, deps.push);
-    case 'mllp':
-      return mllpDestination(config, { logger: deps.logger.child({ channel: channelName }) });
-  }
-};
+const sourceSummary = (config: ChannelConfig): string => sourceConnector(config.source).describe(config.source);
 
 export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel => {
   const { store, connection } = deps;
@@ -160,7 +107,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
   let scriptShown: ScriptStatus | null = config.script
     ? { file: relative(dirname(dirname(config.script)), config.script), version: '', loadedAt: '' }
     : null;
-  let source: ChannelSource | undefined;
+  let source: Source | undefined;
   let workers: Worker[] = [];
   let destinations = new Map<string, Destination>();
   // Aborted on stop so that deliveries waiting to retry hand their job back at once.
@@ -210,31 +157,13 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     if (workerErrors.admit()) logger.warn({ err: error }, `queue worker: ${error.message}`);
   };
 
-  /** The channel's source, wired to its intake; none for a channel fed by other channels. */
-  const makeSource = (): ChannelSource | undefined => {
-    const { source } = config;
-    switch (source.type) {
-      case 'channel':
-        return undefined;
-      case 'mllp':
-        return mllpSource({ ...source, logger, handle: mllpHandler(intake, logger) });
-      case 'file':
-        return fileSource(source, { intake, logger });
-      case 'https':
-      case 'pusher': {
-        if (!deps.https) throw new FerryError('CONFIG_INVALID', `channel ${config.name}: an ${source.type} source needs engine.https`);
-        const receiverDeps = {
-          channel: config.name,
-          intake,
-          logger,
-          mount: deps.https.listener,
-          tokens: deps.https.tokens,
-          hmac: deps.https.hmac,
-          channelOf: (id: string) => store.load(id)?.channel,
-        };
-        return source.type === 'https' ? httpsSource(source, receiverDeps) : pusherSource(source, receiverDeps);
-      }
-    }
+  /** What the channel's source and destinations are made with (connector.ts). */
+  const context: ConnectorContext = {
+    ...deps.services,
+    channel: config.name,
+    logger,
+    intake,
+    channelOf: (id) => store.load(id)?.channel,
   };
 
   const startWorkers = (): Worker[] => {
@@ -281,7 +210,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
           translator = createTranslator({ channel: config.name, scriptPath: config.script, limits: config.scriptLimits, logger, destinations: config.destinations });
           await translator.ready();
         }
-        destinations = new Map(config.destinations.map((d) => [d.name, makeDestination(d, deps, config.name)]));
+        destinations = new Map(config.destinations.map((d) => [d.name, destinationConnector(d).create(d, context)]));
         // What a killed engine left unfinished goes first, in its order, before any new work.
         let abandoned = 0;
         for (const queue of [inbound, ...deliveryQueues.values()]) abandoned += await requeueAbandoned(queue);
@@ -290,7 +219,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         workers = startWorkers();
         await Promise.all(workers.map((w) => w.waitUntilReady()));
         intake.dispatcher.setConsuming(true);
-        source = makeSource();
+        source = sourceConnector(config.source).create(config.source, context);
         await source?.start();
         state = 'running';
         logger.info({ source: sourceSummary(config) }, 'channel started');
@@ -327,7 +256,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
 
     skip: (destination, id, output, actor) => deliveries.skip(destination, id, output, actor),
 
-    sourcePort: () => (source && 'port' in source ? source.port : undefined),
+    sourcePort: () => source?.port,
 
     async resync() {
       if (state === 'running') await requeueMissing();

@@ -5,7 +5,9 @@ import { initCertificates, issueClientCertificate, renewServerCertificate } from
 import { addHmacKey, addToken, listTokens, revokeToken } from './auth/tokens.ts';
 import { mllpClient } from './clients/mllp.ts';
 import { readUsersFile } from './auth/users.ts';
-import { loadConfig, type ChannelConfig, type FerryConfig } from './config.ts';
+import type { FerryConfig } from './config/contract.ts';
+import { loadConfig } from './config/load.ts';
+import { sourceConnector, sourceConnectors } from './connectors.ts';
 import { startEngine } from './engine.ts';
 import { checkAdminExposure } from './http/auth.ts';
 import { USER_USAGE, userCommand } from './user-command.ts';
@@ -91,17 +93,9 @@ const start = async (args: string[]): Promise<number> => {
       console.error(`ferry: channel ${channel.name} stopped through the admin API; start it there (POST /api/channels/${channel.name}/start)`);
       continue;
     }
-    const port = channel.sourcePort();
-    const source = channel.config.source;
-    const where =
-      source.type === 'https' || source.type === 'pusher'
-        ? `receiving ${source.type === 'pusher' ? 'pushes ' : ''}on ${engine.https?.url ?? 'https://?'}${source.path}`
-        : source.type === 'file'
-          ? `reading files ${source.dir}/${source.pattern}`
-          : port === undefined
-            ? 'fed by other channels'
-            : `listening on MLLP${source.type === 'mllp' && source.tls ? ' over TLS' : ''} port ${port}`;
-    console.error(`ferry: channel ${channel.name} ${where}`);
+    const { source } = channel.config;
+    const activity = sourceConnector(source).activity(source, { port: channel.sourcePort(), httpsUrl: engine.https?.url });
+    console.error(`ferry: channel ${channel.name} ${activity}`);
   }
   if (config.engine.websocket && engine.https) {
     console.error(`ferry: WebSocket push on ${engine.https.url.replace(/^http/, 'ws')}${config.engine.websocket.path}`);
@@ -208,16 +202,16 @@ const send = async (args: string[]): Promise<number> => {
 const listOption = (values: string[] | undefined): string[] =>
   (values ?? []).flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean);
 
-/** What a source checks of the token table: bearer tokens, HMAC keys, or nothing. */
-const sourceChecks = (source: ChannelConfig['source']): 'token' | 'hmac' | undefined =>
-  (source.type === 'https' || source.type === 'pusher') && (source.auth === 'token' || source.auth === 'hmac') ? source.auth : undefined;
+/** "a", "a and b", "a, b and c". */
+const inWords = (items: string[]): string => (items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`);
 
 /**
  * `ferry token add|add-hmac … --channel` names that likely grant nothing: no such channel, or a channel
- * whose source does not check this kind of credential (only https and pusher sources do, with
- * auth: token for tokens and auth: hmac for HMAC keys). With engine.websocket a bearer token's
- * names are also WebSocket topic grants (name and name.*), which need no channel: that is only a
- * note. '*' is every channel, present and future, so it is never warned about.
+ * whose source does not check this kind of credential (only sources whose connector has `auth` do,
+ * the https and pusher sources: auth: token for tokens, auth: hmac for HMAC keys). With
+ * engine.websocket a bearer token's names are also WebSocket topic grants (name and name.*), which
+ * need no channel: that is only a note. '*' is every channel, present and future, so it is never
+ * warned about.
  */
 const channelWarnings = (config: FerryConfig, action: 'add' | 'add-hmac', channels: string[]): string[] => {
   const kind = action === 'add' ? 'token' : 'hmac';
@@ -225,7 +219,8 @@ const channelWarnings = (config: FerryConfig, action: 'add' | 'add-hmac', channe
   for (const name of channels) {
     if (name === '*') continue;
     const channel = config.channels.find((c) => c.name === name);
-    if (channel && sourceChecks(channel.source) === kind) continue;
+    const auth = channel && sourceConnector(channel.source).auth?.(channel.source);
+    if (auth === kind) continue;
     // WebSocket subscribers authenticate with bearer tokens only (TokenTable.verify), never HMAC keys.
     const topics = kind === 'token' && config.engine.websocket ? ` (as a WebSocket grant it covers topics ${name} and ${name}.*)` : '';
     const level = topics ? 'note' : 'warning';
@@ -233,10 +228,11 @@ const channelWarnings = (config: FerryConfig, action: 'add' | 'add-hmac', channe
       lines.push(`ferry: ${level}: no channel named "${name}" in ${config.file}${topics}`);
       continue;
     }
-    const { source } = channel;
-    const why = source.type === 'https' || source.type === 'pusher' ? `its ${source.type} source has auth: ${source.auth}` : `its source has type: ${source.type}`;
+    const { type } = channel.source;
+    const why = auth === undefined ? `its source has type: ${type}` : `its ${type} source has auth: ${auth}`;
     const what = kind === 'token' ? 'tokens' : 'HMAC keys';
-    lines.push(`ferry: ${level}: channel "${name}" in ${config.file} checks no ${what}: ${why}${topics || ` (only https and pusher sources with auth: ${kind} do)`}`);
+    const checking = inWords(sourceConnectors.filter((c) => c.auth).map((c) => c.type));
+    lines.push(`ferry: ${level}: channel "${name}" in ${config.file} checks no ${what}: ${why}${topics || ` (only ${checking} sources with auth: ${kind} do)`}`);
   }
   return lines;
 };

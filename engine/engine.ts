@@ -8,7 +8,9 @@ import { openTokenTable } from './auth/tokens.ts';
 import { watchUsers } from './auth/users.ts';
 import { channelControl } from './channel-control.ts';
 import { createChannel, type Channel, type ChannelDeps } from './channel.ts';
-import type { FerryConfig } from './config.ts';
+import type { FerryConfig } from './config/contract.ts';
+import type { EngineServices } from './connector.ts';
+import { sourceConnector } from './connectors.ts';
 import { createEventBus, publishingStore } from './events.ts';
 import { adminApp } from './http/admin.ts';
 import { checkAdminExposure, isLoopbackHost } from './http/auth.ts';
@@ -80,14 +82,17 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
 
     // The HTTPS listener exists before the channels (they mount their paths on start) and listens
     // after them, so its first request finds every running channel mounted.
-    const httpsSources = config.channels.flatMap((c) => (c.source.type === 'https' || c.source.type === 'pusher' ? [c.source] : []));
-    let https: ChannelDeps['https'];
+    // What the sources use of it: their paths, and the tokens file for senders with a token or an HMAC key.
+    const sources = config.channels.map((c) => ({ source: c.source, connector: sourceConnector(c.source) }));
+    const httpsPaths = sources.flatMap(({ source, connector }) => (connector.httpsPath ? [connector.httpsPath(source)] : []));
+    const credentials = sources.some(({ source, connector }) => ['token', 'hmac'].includes(connector.auth?.(source) ?? ''));
+    let https: EngineServices['https'];
     let listener: HttpsListener | undefined;
     let push: PushHub | undefined;
     let websocket: WebSocketEndpoint | undefined;
     if (config.engine.https) {
-      listener = httpsListener({ config: config.engine.https, paths: httpsSources.map((s) => s.path), logger });
-      const needTokens = config.engine.websocket !== undefined || httpsSources.some((s) => s.auth === 'token' || s.auth === 'hmac');
+      listener = httpsListener({ config: config.engine.https, paths: httpsPaths, logger });
+      const needTokens = config.engine.websocket !== undefined || credentials;
       const tokens = needTokens ? openTokenTable(config.engine.tokens, logger) : undefined;
       if (tokens) undo.push(() => tokens.close());
       const hmac = tokens && createHmacVerifier({ keys: (keyId) => tokens.hmacSecret(keyId), nonces: redisNonceStore(health, `${QUEUE_PREFIX}:nonce:`) });
@@ -106,10 +111,8 @@ export const startEngine = async (config: FerryConfig, logger: Logger): Promise<
       store,
       connection,
       logger,
-      intakeOf: (name: string) => channels.get(name)?.intake,
       commitTimeoutMs: config.engine.commitTimeoutMs,
-      https,
-      push,
+      services: { intakeOf: (name: string) => channels.get(name)?.intake, https, push },
     };
     for (const channelConfig of config.channels) channels.set(channelConfig.name, createChannel(channelConfig, deps));
     undo.push(async () => {

@@ -4,7 +4,7 @@ import { createBatcher } from './batcher.ts';
 import { FerryError, describeError } from './errors.ts';
 import { decodeAs, decodeHl7 } from './hl7/charset.ts';
 import { isAck, readHeader, type Hl7Header } from './hl7/header.ts';
-import { newMessageId } from './ids.ts';
+import { newMessageId } from './wire/ids.ts';
 import { createDispatcher, type Dispatcher } from './pipeline/dispatcher.ts';
 import type { InboundJob } from './pipeline/queues.ts';
 import type { MessageStore, ReceivedMessage } from './store/message-store.ts';

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { hashPassword } from './auth/passwords.ts';
 import { isRole, newApiToken, readUsersFile, roles, userNamePattern, userNameRule, writeUsersFile, type User } from './auth/users.ts';
-import { loadConfig } from './config.ts';
+import { loadConfig } from './config/load.ts';
 import { FerryError } from './errors.ts';
 
 // `ferry user add|passwd|remove|list|token`: manages the admin users file (engine.users). Passwords

@@ -1,284 +1,281 @@
-// npm run bench [-- --messages 5000 --connections 1,10]
+// npm run bench [-- --runs 3 --seconds 60 --quick --rows T1,T4 --profile --json file --backlog 100000]
 //
-// What a message costs in Ferry compared with the least any MLLP listener can do. Two targets run
-// in this process, side by side, driven by the same client (engine/clients/mllp.ts):
-//   echo  — a bare node:net listener that decodes MLLP frames (engine/hl7/mllp.ts) and answers each
-//           with a fixed small ACK in one write, Nagle off: the floor for socket + framing + client.
-//   ferry — the engine (startEngine) with embedded redis-server and one channel: MLLP source →
-//           TypeScript ADT translator in the sandbox → file destination (fsync'ed files).
-// Each connection sends sequentially, waiting for every ACK, as HL7 senders do. For Ferry the ACK
-// means "committed to the message log and the queue"; "delivered" is the rate until all output
-// files exist. The machine is shared and noisy, so absolute numbers drift from run to run; the
-// Ferry/echo ratios, measured minutes apart on the same machine, are what to compare.
+// Issue 11's throughput rows (docs/performance.md), each beside its reference from the same run.
+// Ferry runs as users run it (`ferry start`, its own process with its embedded Redis and sandbox
+// hosts, a fresh temp project for each measurement); the load comes from processes of its own
+// (scripts/bench/load-mllp.ts, wrk), never from the engine's event loop. References: a bare MLLP echo
+// listener driven by the same load process (echo-server.ts), Node-RED installed into a temp folder
+// for the HTTPS row, a bare Redis list for the memory row. Each row is measured --runs times; the
+// table shows medians. The machine is shared: compare ratios, measured side by side, across runs.
 
-import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { mllpClient } from '../engine/clients/mllp.ts';
-import { parseConfig } from '../engine/config.ts';
-import { startEngine, type Engine } from '../engine/engine.ts';
-import { describeError } from '../engine/errors.ts';
-import { createMllpDecoder, encodeFrame } from '../engine/hl7/mllp.ts';
-import { createLogger } from '../engine/log.ts';
-import { BENCH_SCRIPT, benchAdt } from './workload.ts';
+import { atCleanup, cleanUpOnExit, cleanupAll } from './bench/children.ts';
+import { runFerryCommand } from './bench/ferry.ts';
+import { wrkMissing } from './bench/http-load.ts';
+import { describeMeasure, measureMllp, type MllpMeasure } from './bench/measure-mllp.ts';
+import { measureFerryHttps, measureNodeRed } from './bench/measure-https.ts';
+import { measureBacklog, measureIdle } from './bench/measure-memory.ts';
+import { runLoad, startEcho } from './bench/mllp.ts';
+import { installNodeRed, NODE_RED_VERSION, startNodeRed, type NodeRed } from './bench/node-red.ts';
+import { formatProfile, summarizeProfile } from './bench/profile-summary.ts';
+import type { ProcSample } from './bench/proc-stats.ts';
+import { mllpProject } from './bench/projects.ts';
+import { median, printRows, rowsJson, type Row } from './bench/report.ts';
 
-const WARMUP = 200;
-/** Delivery counts as stuck when no output file appears for this long. */
-const STALL_MS = 30_000;
+const ROWS = ['T1', 'T2', 'T3', 'T4', 'T5', 'T6', 'T7', 'T8'] as const;
+const USAGE = 'usage: npm run bench -- [--runs N] [--seconds S] [--quick] [--rows T1,T2,…] [--backlog N] [--profile] [--json file]';
 
-
-const ECHO_ACK = encodeFrame('MSH|^~\\&|ECHO|ECHO|||20240115083000||ACK^A01^ACK|1|P|2.5\rMSA|AA|1\r');
-
-interface Run {
-  elapsedMs: number;
-  latencies: number[];
-}
-
-/** Sends `payloads` over `connections` clients, each one message at a time; every reply must be an AA. */
-const drive = async (port: number, payloads: Buffer[], connections: number): Promise<Run> => {
-  const latencies: number[] = [];
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: connections }, async (_, c) => {
-      const client = mllpClient({ host: '127.0.0.1', port, ackTimeoutMs: 30_000 });
-      try {
-        for (let i = c; i < payloads.length; i += connections) {
-          const sent = performance.now();
-          const reply = await client.send(payloads[i]!);
-          latencies.push(performance.now() - sent);
-          if (!reply.includes('MSA|AA|')) throw new Error(`expected an AA, got ${JSON.stringify(reply.toString('latin1'))}`);
-        }
-      } finally {
-        await client.close();
-      }
-    }),
-  );
-  return { elapsedMs: performance.now() - started, latencies };
-};
-
-const startEcho = async (): Promise<{ port: number; close(): Promise<void> }> => {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.setNoDelay(true);
-    const decoder = createMllpDecoder({ maxFrameBytes: 1024 * 1024 });
-    socket.on('data', (chunk: Buffer) => {
-      for (const event of decoder.push(chunk)) {
-        if (event.type === 'error') socket.destroy(event.error);
-        else socket.write(ECHO_ACK);
-      }
-    });
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  let closed: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closed ??= new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => resolve());
-    }));
-  return { port, close };
-};
-
-const startFerry = async (dir: string, logFile: string): Promise<{ engine: Engine; port: number; outDir: string }> => {
-  await mkdir(path.join(dir, 'channels'));
-  await writeFile(path.join(dir, 'channels', 'bench.ts'), BENCH_SCRIPT);
-  const yaml = `
-engine:
-  redis: embedded
-  data: ./data
-  admin: { host: 127.0.0.1, port: 0 }
-  logLevel: warn
-channels:
-  - name: bench
-    source: { type: mllp, host: 127.0.0.1, port: 0, maxConnectionsPerAddress: 100 } # every sender is this process, on 127.0.0.1
-    script: channels/bench.ts
-    destinations:
-      - { name: archive, type: file, dir: ./out, filename: "{controlId}.hl7" }
-`;
-  const configFile = path.join(dir, 'channels.yaml');
-  await writeFile(configFile, yaml);
-  const config = parseConfig(yaml, configFile);
-  const engine = await startEngine(config, createLogger(config.engine.logLevel, { destination: createWriteStream(logFile) }));
-  const port = engine.channels.get('bench')!.sourcePort();
-  if (!port) throw new Error('the bench channel has no MLLP port after start');
-  return { engine, port, outDir: path.join(dir, 'out') };
-};
-
-/** Resolves when `count` files named `<prefix>…hl7` exist; throws when none appear for STALL_MS. */
-const waitForFiles = async (outDir: string, prefix: string, count: number): Promise<void> => {
-  let seen = -1;
-  let lastProgress = Date.now();
-  for (;;) {
-    const names = await readdir(outDir).catch(() => [] as string[]);
-    const found = names.filter((name) => name.startsWith(prefix) && name.endsWith('.hl7')).length;
-    if (found >= count) return;
-    if (found > seen) [seen, lastProgress] = [found, Date.now()];
-    else if (Date.now() - lastProgress > STALL_MS) {
-      throw new Error(`delivery stalled: ${found} of ${count} ${prefix}* files after ${STALL_MS / 1000} s without progress`);
-    }
-    await sleep(20);
-  }
-};
-
-const payloadsFor = (prefix: string, count: number): Buffer[] =>
-  Array.from({ length: count }, (_, i) => benchAdt(`${prefix}${String(i).padStart(6, '0')}`, i));
-
-const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-
-interface Stats {
-  rate: number;
-  p50: number;
-  p99: number;
-}
-
-const stats = (run: Run, total: number): Stats => {
-  const sorted = [...run.latencies].sort((a, b) => a - b);
-  return { rate: total / (run.elapsedMs / 1000), p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
-};
-
-/** CPU ms a process has used (utime + stime from Linux /proc; NaN elsewhere). */
-const processCpuMs = async (pid: string): Promise<number> => {
-  // Fields 14 and 15 (utime, stime) in clock ticks, counted after the parenthesised process name.
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ');
-  return fields ? (Number(fields[11]) + Number(fields[12])) * 10 : Number.NaN; // USER_HZ is 100 on Linux
-};
-
-/** The pids of this process's children: the embedded redis-server and the channels' sandbox processes. */
-const childPids = async (): Promise<string[]> => {
-  const threads = await readdir('/proc/self/task').catch((): string[] => []);
-  const lists = await Promise.all(threads.map((tid) => readFile(`/proc/self/task/${tid}/children`, 'utf8').catch(() => '')));
-  return lists.join(' ').split(/\s+/).filter(Boolean);
-};
-
-/** CPU ms used so far by this process (all threads: fsyncs, the engine, client and echo), by redis-server, and by the sandbox processes. */
-const cpuNow = async (redisPidFile: string): Promise<{ node: number; redis: number; sandbox: number }> => {
-  const { user, system } = process.cpuUsage();
-  const redisPid = (await readFile(redisPidFile, 'utf8').catch(() => '')).trim();
-  const sandboxes = (await childPids()).filter((pid) => pid !== redisPid);
-  const sandbox = (await Promise.all(sandboxes.map(processCpuMs))).reduce((sum, ms) => sum + ms, 0);
-  return { node: (user + system) / 1000, redis: await processCpuMs(redisPid), sandbox };
-};
-
-/** INFO of the embedded server: memory after the run, and commands per message sent. */
-const redisReport = async (dataDir: string, messages: number): Promise<string> => {
-  // The embedded server listens on <data>/redis/redis.sock when the path is short, as it is under /tmp.
-  const redis = new Redis({ path: path.join(dataDir, 'redis', 'redis.sock'), lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    const info = (await redis.info()) + (await redis.info('commandstats'));
-    const field = (name: string): string => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '?';
-    const perMessage = (count: number): string => (count / messages).toFixed(1);
-    const commands = perMessage(Number(field('total_commands_processed')));
-    const evalsha = perMessage(Number(/^cmdstat_evalsha:calls=(\d+)/m.exec(info)?.[1] ?? Number.NaN));
-    return (
-      `used_memory ${field('used_memory')} B (${field('used_memory_human')}), ${await redis.dbsize()} keys; per message ` +
-      `${commands} commands (those run inside Lua scripts included), ${evalsha} EVALSHA`
-    );
-  } finally {
-    redis.disconnect();
-  }
-};
-
-const printTable = (header: string[], rows: string[][]): void => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((cell, i) => cell.padStart(widths[i]!)).join('  ');
-  console.log([line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'));
-};
-
-const usage = (problem: string): never => {
-  console.error(`bench: ${problem}\nusage: npm run bench -- [--messages N] [--connections 1,10]`);
-  process.exit(1);
-};
 const options = (() => {
   try {
-    return parseArgs({ options: { messages: { type: 'string', default: '5000' }, connections: { type: 'string', default: '1,10' } } }).values;
+    return parseArgs({
+      options: {
+        runs: { type: 'string' },
+        seconds: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        rows: { type: 'string', default: ROWS.join(',') },
+        backlog: { type: 'string' },
+        profile: { type: 'boolean', default: false },
+        json: { type: 'string' },
+      },
+    }).values;
   } catch (error) {
-    return usage((error as Error).message);
+    console.error(`bench: ${(error as Error).message}\n${USAGE}`);
+    process.exit(2);
   }
 })();
-const total = Number(options.messages);
-const connectionCounts = options.connections.split(',').map(Number);
-if (!Number.isInteger(total) || total < 1) usage('--messages must be a positive integer');
-if (connectionCounts.some((c) => !Number.isInteger(c) || c < 1 || c > total)) usage('--connections must be positive integers, none above --messages');
+const quick = options.quick!;
+const runs = Number(options.runs ?? (quick ? 1 : 3));
+/** T1, T2, T8: the sustained window. */
+const seconds = Number(options.seconds ?? (quick ? 10 : 60));
+/** T3 and T4, and the echo references: rates settle within seconds. */
+const shortSeconds = quick ? 5 : 30;
+const echoSeconds = quick ? 3 : 10;
+/** How long T1/T2 wait after the window for the backlog, for CPU per delivered message. */
+const drainSeconds = quick ? 30 : 120;
+const backlogMessages = Number(options.backlog ?? (quick ? 10_000 : 100_000));
+const selected = new Set(options.rows!.split(',').map((r) => r.trim().toUpperCase()));
+const unknown = [...selected].filter((r) => !(ROWS as readonly string[]).includes(r));
+if (!(runs >= 1) || !(seconds > 0) || !(backlogMessages >= 1) || unknown.length > 0) {
+  console.error(`bench: ${unknown.length > 0 ? `unknown rows ${unknown.join(', ')}` : 'bad --runs, --seconds or --backlog'}\n${USAGE}`);
+  process.exit(2);
+}
+const wants = (row: (typeof ROWS)[number]): boolean => selected.has(row);
 
-const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-'));
-const logFile = path.join(dir, 'engine.log');
-let echo: Awaited<ReturnType<typeof startEcho>> | undefined;
-let ferry: Awaited<ReturnType<typeof startFerry>> | undefined;
+const MB = 2 ** 20;
+const ECHO = 'bare MLLP echo';
+const rows: Record<string, Row> = {
+  T1: { id: 'T1', measure: `MLLP 10 conns → script → file, delivered in ${seconds} s`, unit: 'msg/s', ferry: [], reference: [], referenceLabel: `${ECHO}, 10 conns`, target: { of: 'ferry', atLeast: 3000 }, alsoRequired: { what: 'backlog < 5 s of input', runs: [] } },
+  T2: { id: 'T2', measure: `the same, 1 conn, delivered in ${seconds} s`, unit: 'msg/s', ferry: [], reference: [], referenceLabel: `${ECHO}, 1 conn`, target: { of: 'ferry', atLeast: 1500 } },
+  'T2 p50': { id: 'T2', measure: 'ACK latency p50, 1 conn', unit: 'ms', ferry: [], reference: [], referenceLabel: `${ECHO}, 1 conn`, target: { of: 'ferry', atMost: 0.5 } },
+  T3: { id: 'T3', measure: 'ACK latency p99, offered 1,000 msg/s over 10 conns', unit: 'ms', ferry: [], reference: [], referenceLabel: `${ECHO}, same schedule`, target: { of: 'ferry', atMost: 5 } },
+  T4: { id: 'T4', measure: 'HTTPS token, 50 conns, 1 KB JSON → script → file, delivered', unit: 'msg/s', ferry: [], reference: [], referenceLabel: `Node-RED ${NODE_RED_VERSION} http in → function → response`, target: { of: 'ratio', atLeast: 1 } },
+  T5: { id: 'T5', measure: 'CPU per delivered message, all engine processes (T1)', unit: 'ms', ferry: [], reference: [], referenceLabel: `${ECHO} process, per message`, target: { of: 'ferry', atMost: 0.5 } },
+  'T6 idle': { id: 'T6', measure: 'RSS of all engine processes, idle, example channels.yaml', unit: 'MB', ferry: [], reference: [], referenceLabel: `${ECHO} process, idle`, target: { of: 'ferry', atMost: 120 } },
+  'T6 load': { id: 'T6', measure: 'RSS of all engine processes, peak under T1', unit: 'MB', ferry: [], reference: [], referenceLabel: `${ECHO} process after its T1 load`, target: { of: 'ferry', atMost: 250 } },
+  T7: { id: 'T7', measure: `Redis memory per queued message, ${backlogMessages.toLocaleString('en')}-message backlog`, unit: 'B', ferry: [], reference: [], referenceLabel: 'bare Redis list of the ids', target: { of: 'ferry', atMost: 500 } },
+  T8: { id: 'T8', measure: `20 channels, 1 conn each, delivered in ${seconds} s`, unit: 'msg/s', ferry: [], reference: [], referenceLabel: 'T1 of the same run', target: { of: 'ratio', atLeast: 0.8 } },
+};
+const shown = Object.values(rows).filter((row) => selected.has(row.id));
+const details: Array<Record<string, unknown>> = [];
+let failures = 0;
+
+/** Runs one measurement; a failure is reported and leaves its figures out (NaN), the bench goes on. */
+const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+  try {
+    await fn();
+  } catch (error) {
+    failures++;
+    console.log(`  ${what} FAILED: ${(error as Error).stack ?? String(error)}`);
+  }
+};
+/** Puts one run's figures into a row; a run that failed leaves a hole there, NaN in the medians. */
+const record = (key: string, run: number, ferry: number, reference: number): void => {
+  rows[key]!.ferry[run] = ferry;
+  rows[key]!.reference[run] = reference;
+};
+
+const cpus = os.cpus();
+const machine = { cores: cpus.length, model: cpus[0]?.model.trim(), node: process.version, loadAverageAtStart: os.loadavg(), startedAt: new Date().toISOString() };
+console.log(`machine: ${machine.cores} cores (${machine.model}), node ${machine.node}, load average ${machine.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')} at start`);
+console.log(
+  `bench: ${runs} run(s); rows ${[...selected].join(', ')}; windows: T1/T2/T8 ${seconds} s, T3/T4 ${shortSeconds} s, echo references ${echoSeconds} s; ` +
+    `T1/T2 wait up to ${drainSeconds} s for their backlog; T7 ${backlogMessages} messages${options.profile ? '; CPU profile of the first T1 run' : ''}`,
+);
+
+cleanUpOnExit();
+const root = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-'));
+// Registered first, so it runs last: after every process that writes into it has stopped.
+atCleanup(() => rm(root, { recursive: true, force: true }));
+// Kept after the bench, unlike everything else it writes.
+const profileDir = options.profile ? await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-profile-')) : '';
 let exitCode = 0;
 try {
-  const cpus = os.cpus();
-  console.log(`machine: ${cpus.length} cores (${cpus[0]?.model.trim()}), node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  console.log(`workload: ${total} ADT^A01 (${benchAdt('X000000', 0).length} B) per run, connections ${connectionCounts.join(', ')}, ${WARMUP} warm-up messages per target`);
-  console.log('echo: node:net + engine/hl7/mllp.ts createMllpDecoder/encodeFrame, fixed ACK in one write, setNoDelay(true)');
+  const echo = await startEcho();
+  const echoIdleRss = await echo.rssBytes();
 
-  echo = await startEcho();
-  const started = performance.now();
-  ferry = await startFerry(dir, logFile);
-  console.log(`ferry: started in ${Math.round(performance.now() - started)} ms (embedded redis, MLLP → TS translator → file, fsync per file)\n`);
-
-  await drive(echo.port, payloadsFor('WE', WARMUP), 1);
-  await drive(ferry.port, payloadsFor('WF', WARMUP), 1);
-  await waitForFiles(ferry.outDir, 'WF', WARMUP);
-
-  const redisPidFile = path.join(dir, 'data', 'redis', 'redis.pid');
-  const rows: string[][] = [];
-  const cpuRows: string[][] = [];
-  for (const connections of connectionCounts) {
-    const echoCpu = await cpuNow(redisPidFile);
-    const echoStats = stats(await drive(echo.port, payloadsFor(`E${connections}-`, total), connections), total);
-    const ferryCpu = await cpuNow(redisPidFile);
-    const prefix = `F${connections}-`;
-    const sendStart = performance.now();
-    const ferryRun = await drive(ferry.port, payloadsFor(prefix, total), connections);
-    await waitForFiles(ferry.outDir, prefix, total);
-    const delivered = total / ((performance.now() - sendStart) / 1000);
-    const ferryStats = stats(ferryRun, total);
-    const after = await cpuNow(redisPidFile);
-    const perMessage = (ms: number): number => (ms * 1000) / total;
-    const echoUs = perMessage(ferryCpu.node - echoCpu.node);
-    const [nodeUs, redisUs, sandboxUs] = [after.node - ferryCpu.node, after.redis - ferryCpu.redis, after.sandbox - ferryCpu.sandbox].map(perMessage) as [number, number, number];
-    cpuRows.push([String(connections), echoUs.toFixed(0), nodeUs.toFixed(0), redisUs.toFixed(0), sandboxUs.toFixed(0), ((nodeUs + redisUs + sandboxUs) / echoUs).toFixed(1)]);
-    rows.push([
-      String(connections),
-      echoStats.rate.toFixed(0),
-      echoStats.p50.toFixed(3),
-      echoStats.p99.toFixed(3),
-      ferryStats.rate.toFixed(0),
-      ferryStats.p50.toFixed(3),
-      ferryStats.p99.toFixed(3),
-      delivered.toFixed(0),
-      (ferryStats.rate / echoStats.rate).toFixed(3),
-      (delivered / echoStats.rate).toFixed(3),
-      (ferryStats.p50 / echoStats.p50).toFixed(1),
-      (ferryStats.p99 / echoStats.p99).toFixed(1),
-    ]);
+  // T4's setup, once: certificates, wrk, Node-RED in a temp folder.
+  const certs = path.join(root, 'certs');
+  let nodeRed: NodeRed | undefined;
+  const nodeRedToken = randomBytes(24).toString('base64url');
+  if (wants('T4')) {
+    rows['T4']!.unavailable = wrkMissing();
+    if (!rows['T4']!.unavailable) await runFerryCommand(root, ['certs', 'init', '--dir', certs]);
+    if (!rows['T4']!.unavailable) {
+      const folder = path.join(root, 'node-red');
+      console.log(`T4: installing node-red@${NODE_RED_VERSION} into ${folder}`);
+      const problem = (await installNodeRed(folder)) ?? (await startNodeRed(folder, certs, nodeRedToken).then((started) => void (nodeRed = started), (error: Error) => error.message));
+      if (problem) {
+        console.log(`T4: reference unavailable: ${problem}`);
+        rows['T4']!.referenceLabel = 'Node-RED: reference unavailable';
+      }
+    }
   }
 
-  printTable(['conns', 'echo msg/s', 'echo p50 ms', 'echo p99 ms', 'ferry ack msg/s', 'ack p50 ms', 'ack p99 ms', 'delivered msg/s', 'ack/echo', 'delivered/echo', 'p50 ×echo', 'p99 ×echo'], rows);
-  // CPU per message holds up better than rates on a busy machine: it does not count time spent waiting.
-  console.log('\nCPU per message (ferry: from first send until all files exist; node = whole process, all threads; sandbox = the channel\'s translator process)');
-  printTable(['conns', 'echo node µs', 'ferry node µs', 'ferry redis µs', 'ferry sandbox µs', 'ferry/echo'], cpuRows);
+  for (let run = 0; run < runs; run++) {
+    console.log(`\nrun ${run + 1} of ${runs} (load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+    const detail: Record<string, unknown> = { run: run + 1 };
+    details.push(detail);
+    const dir = (name: string): string => path.join(root, `${name}-${run + 1}`);
 
-  const rss = process.memoryUsage().rss / 1024 ** 2;
-  console.log(`\nafter the run: process RSS ${rss.toFixed(0)} MB (engine + bench client + echo, one process); redis ${await redisReport(path.join(dir, 'data'), WARMUP + total * connectionCounts.length)}`);
+    if (wants('T6')) {
+      await attempt('T6 idle', async () => {
+        const idle = await measureIdle(dir('idle'));
+        detail['T6 idle'] = idle;
+        record('T6 idle', run, idle.rssBytes / MB, echoIdleRss / MB);
+        console.log(`  T6 idle: ${idle.processes.map((p) => `${p.role} ${(p.rssBytes / MB).toFixed(0)} MB`).join(', ')}; echo process ${(echoIdleRss / MB).toFixed(0)} MB`);
+      });
+    }
+
+    if (wants('T1') || wants('T5') || wants('T6') || wants('T8')) {
+      await attempt('T1', async () => {
+        const cpuBefore = await echo.cpuMs();
+        const reference = await runLoad({ ports: [echo.port], connections: 10, seconds: echoSeconds, prefix: 'E' });
+        const echoUs = ((await echo.cpuMs()) - cpuBefore) * 1000 / (reference.acked + reference.warmUps);
+        const echoRss = await echo.rssBytes();
+        const profiling = options.profile && run === 0;
+        const ferry = await measureMllp({
+          dir: dir('t1'),
+          project: mllpProject(1),
+          connections: 10,
+          seconds,
+          drainSeconds,
+          ...(profiling && { engineArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`], afterStop: (samples, span) => printProfiles(profileDir, samples, span) }),
+        });
+        detail['T1'] = { reference, echoCpuUsPerMessage: echoUs, ferry };
+        record('T1', run, ferry.deliveredRate, reference.ackRate);
+        rows['T1']!.alsoRequired!.runs[run] = ferry.backlogSeconds < 5;
+        record('T5', run, ferry.engineCpuUsPerMessage / 1000, echoUs / 1000);
+        (rows['T5']!.upperBound ??= [])[run] = !ferry.drained;
+        record('T6 load', run, ferry.peakRssBytes / MB, echoRss / MB);
+        console.log(`  T1 echo: ${reference.ackRate.toFixed(0)} msg/s (p50 ${reference.p50.toFixed(3)} ms), ${echoUs.toFixed(1)} µs CPU per message; load process ${(reference.cpuMs * 1000 / reference.acked).toFixed(1)} µs`);
+        console.log(`  T1 ferry: ${describeMeasure(ferry)}`);
+      });
+    }
+
+    if (wants('T2')) {
+      await attempt('T2', async () => {
+        const reference = await runLoad({ ports: [echo.port], connections: 1, seconds: echoSeconds, prefix: 'E' });
+        const ferry = await measureMllp({ dir: dir('t2'), project: mllpProject(1), connections: 1, seconds, drainSeconds });
+        detail['T2'] = { reference, ferry };
+        record('T2', run, ferry.deliveredRate, reference.ackRate);
+        record('T2 p50', run, ferry.load.p50, reference.p50);
+        console.log(`  T2 echo: ${reference.ackRate.toFixed(0)} msg/s (p50 ${reference.p50.toFixed(3)} ms)`);
+        console.log(`  T2 ferry: ${describeMeasure(ferry)}`);
+      });
+    }
+
+    if (wants('T3')) {
+      await attempt('T3', async () => {
+        const reference = await runLoad({ ports: [echo.port], connections: 10, seconds: shortSeconds, rate: 1000, prefix: 'E' });
+        const ferry = await measureMllp({ dir: dir('t3'), project: mllpProject(1), connections: 10, seconds: shortSeconds, rate: 1000, drainSeconds: 0 });
+        detail['T3'] = { reference, ferry };
+        record('T3', run, ferry.load.p99, reference.p99);
+        const line = (r: typeof reference): string =>
+          `${r.ackRate.toFixed(0)} msg/s acknowledged, ACK p50 ${r.p50.toFixed(2)} / p99 ${r.p99.toFixed(2)} / max ${r.max.toFixed(1)} ms, ${r.late} of ${r.sent} sends late (previous ACK not back when due), sender lag p99 ${r.lagP99.toFixed(2)} ms`;
+        console.log(`  T3 echo: ${line(reference)}`);
+        console.log(`  T3 ferry: ${line(ferry.load)}; delivered ${ferry.deliveredRate.toFixed(0)} msg/s in the window`);
+      });
+    }
+
+    if (wants('T4') && !rows['T4']!.unavailable) {
+      await attempt('T4', async () => {
+        const ferry = await measureFerryHttps(dir('t4'), certs, shortSeconds);
+        const reference = nodeRed ? await measureNodeRed(nodeRed, nodeRedToken, shortSeconds, root) : undefined;
+        detail['T4'] = { ferry, reference };
+        record('T4', run, ferry.deliveredRate, reference?.deliveredRate ?? Number.NaN);
+        const line = (m: typeof ferry): string =>
+          `${m.load.okRate.toFixed(0)} answered 2xx/s (${m.load.bad} other statuses, ${m.load.socketErrors} socket errors), p50 ${m.load.p50.toFixed(1)} / p99 ${m.load.p99.toFixed(1)} ms, ${m.cpuUsPerAnswer.toFixed(0)} µs CPU per answer`;
+        console.log(`  T4 ferry: delivered ${ferry.deliveredRate.toFixed(0)} msg/s; ${line(ferry)}`);
+        console.log(`  T4 Node-RED: ${reference ? line(reference) : 'reference unavailable'}`);
+      });
+    }
+
+    if (wants('T7')) {
+      await attempt('T7', async () => {
+        const backlog = await measureBacklog(dir('t7'), backlogMessages);
+        detail['T7'] = backlog;
+        record('T7', run, backlog.redisBytesPerMessage, backlog.listBytesPerId);
+        console.log(
+          `  T7: ${backlog.messages} messages taken at ${backlog.acceptRate.toFixed(0)} msg/s: Redis ${backlog.redisBytesPerMessage.toFixed(0)} B per queued message ` +
+            `(bare list ${backlog.listBytesPerId.toFixed(0)} B per id); message log ${backlog.logBytesPerMessage.toFixed(0)} B per message`,
+        );
+      });
+    }
+
+    if (wants('T8')) {
+      await attempt('T8', async () => {
+        const ferry = await measureMllp({ dir: dir('t8'), project: mllpProject(20), connections: 20, seconds, drainSeconds: 0 });
+        detail['T8'] = { ferry };
+        record('T8', run, ferry.deliveredRate, rows['T1']!.ferry[run] ?? Number.NaN);
+        console.log(`  T8 ferry: ${describeMeasure(ferry)}`);
+      });
+    }
+  }
+
+  await echo.stop();
+  console.log(`\nmedians of ${runs} run(s); ratio = median of each run's ferry/reference; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`);
+  // Rows not measured in a run hold NaN there, so the medians skip them.
+  for (const row of shown) for (let run = 0; run < runs; run++) {
+    row.ferry[run] ??= Number.NaN;
+    row.reference[run] ??= Number.NaN;
+  }
+  printRows(shown);
+  const t1Runs = details.flatMap((d) => (d['T1'] ? [d['T1'] as { ferry: MllpMeasure; echoCpuUsPerMessage: number }] : []));
+  if (t1Runs.length > 0) {
+    const roles = Object.keys(t1Runs[0]!.ferry.cpuUsPerMessage) as Array<keyof MllpMeasure['cpuUsPerMessage']>;
+    const perRole = roles.flatMap((role) => {
+      const us = median(t1Runs.map((r) => r.ferry.cpuUsPerMessage[role]));
+      return us > 0 ? [`${role} ${us.toFixed(0)}`] : [];
+    });
+    console.log(`T1 CPU per delivered message by process, µs (medians): ${perRole.join(', ')}; echo process ${median(t1Runs.map((r) => r.echoCpuUsPerMessage)).toFixed(1)}`);
+  }
+  if (options.json) {
+    const report = { machine: { ...machine, loadAverageAtEnd: os.loadavg() }, options: { runs, seconds, shortSeconds, echoSeconds, drainSeconds, backlogMessages, rows: [...selected], profile: options.profile }, rows: rowsJson(shown), runs: details };
+    await writeFile(options.json, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`wrote ${options.json}`);
+  }
+  if (failures > 0) exitCode = 1;
 } catch (error) {
-  console.error(`bench failed: ${describeError(error)}`);
+  console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);
   exitCode = 1;
 } finally {
-  await echo?.close();
-  await ferry?.engine.stop();
-  const problems = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter(Boolean);
-  if (problems.length > 0) console.log(`engine logged ${problems.length} warnings/errors; first ones:\n${problems.slice(0, 5).join('\n')}`);
-  await rm(dir, { recursive: true, force: true });
+  await cleanupAll();
 }
-// BullMQ and ioredis may keep timers alive after stop; the numbers are out, so end here.
 process.exit(exitCode);
+
+/** --profile: the engine's .cpuprofile files (one per thread: main, tsx's loader), over the measured span. */
+async function printProfiles(dir: string, samples: ProcSample[], span: [number, number]): Promise<void> {
+  const files = (await readdir(dir).catch((): string[] => [])).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) console.log('  profile: no .cpuprofile written (did the engine exit normally?)');
+  for (const file of files) {
+    const [, pid, thread] = /^CPU\.\d+\.\d+\.(\d+)\.(\d+)\./.exec(file) ?? [];
+    const role = samples.find((s) => s.pid === Number(pid))?.role ?? 'process';
+    const what = `${role} (pid ${pid}) ${thread === '0' ? 'main thread' : `thread ${thread}`}, first send to the end of the drain wait`;
+    console.log(formatProfile(`  profile of the ${what}`, await summarizeProfile(path.join(dir, file), span)).replaceAll('\n', '\n  '));
+  }
+  console.log(`  (the profiles stay in ${dir}: open them in Chrome DevTools' Performance panel)`);
+}

@@ -1,4 +1,4 @@
-// The workload shared by the measuring scripts (bench.ts, sandbox-cost.ts, backlog-memory.ts): one
+// The workload shared by the measuring scripts (npm run bench and its load process, sandbox-cost.ts): one
 // realistic ADT^A01 and the translator a typical ADT archive feed runs, so their figures describe the
 // same work.
 

@@ -1,5 +1,6 @@
 import test from 'ava';
 import { join } from 'node:path';
+import type { MllpDestinationConfig } from '../engine/destinations/mllp.ts';
 import { configProblems, configProject, parseConfigIn } from './helpers/config.ts';
 
 // The config keys of the MLLP destination, the MLLP source's TLS and the file source: defaults, what they normalize to,
@@ -35,17 +36,17 @@ test('mllp destination: every key, TLS paths resolved against the config folder'
     sending(
       '{ name: ehr, type: mllp, host: 10.0.0.5, port: 2575, ackTimeout: 5s, order: parallel, retry: { attempts: 0, delay: 2s }, tls: { ca: certs/ca.crt, cert: certs/client.crt, key: certs/client.key, servername: ehr.example.org } }',
     ),
-  ).channels[0]!.destinations[0];
+  ).channels[0]!.destinations[0] as MllpDestinationConfig;
   t.like(destination, { order: 'parallel', ackTimeoutMs: 5000, retry: { attempts: 0, backoff: 'exponential', delayMs: 2000, maxDelayMs: 300_000 } });
-  t.deepEqual(destination?.type === 'mllp' && destination.tls, {
+  t.deepEqual(destination.tls, {
     ca: join(dir, 'certs/ca.crt'),
     cert: join(dir, 'certs/client.crt'),
     key: join(dir, 'certs/client.key'),
     servername: 'ehr.example.org',
   });
   // `tls: {}` is TLS against the system CAs.
-  const plainTls = parseConfigIn(dir, sending('{ name: ehr, type: mllp, host: h, port: 1, tls: {} }')).channels[0]!.destinations[0];
-  t.deepEqual(plainTls?.type === 'mllp' && plainTls.tls, { ca: undefined, cert: undefined, key: undefined, servername: undefined });
+  const plainTls = parseConfigIn(dir, sending('{ name: ehr, type: mllp, host: h, port: 1, tls: {} }')).channels[0]!.destinations[0] as MllpDestinationConfig;
+  t.deepEqual(plainTls.tls, { ca: undefined, cert: undefined, key: undefined, servername: undefined });
 });
 
 test('file source: defaults', async (t) => {

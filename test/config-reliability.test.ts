@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseConfig } from '../engine/config.ts';
+import { parseConfig } from '../engine/config/load.ts';
 import { FerryError } from '../engine/errors.ts';
 
 // The reliability keys: engine.commitTimeout, channels[].maxQueued, channels[].dedupe.

@@ -3,10 +3,15 @@ import { Ajv } from 'ajv';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig, parseConfig, type ChannelConfig, type DestinationConfig, type FerryConfig } from '../engine/config.ts';
-import { renderConfigSchema } from '../engine/config-schema.ts';
+import type { ChannelConfig, FerryConfig } from '../engine/config/contract.ts';
+import { loadConfig, parseConfig } from '../engine/config/load.ts';
+import { renderConfigSchema } from '../engine/config/schema.ts';
+import { destinationConnectors, sourceConnectors } from '../engine/connectors.ts';
+import type { ChannelDestinationConfig } from '../engine/destinations/channel.ts';
+import type { FileDestinationConfig } from '../engine/destinations/file.ts';
 import { FerryError, type ErrorCode } from '../engine/errors.ts';
 import { checkAdminExposure } from '../engine/http/auth.ts';
+import type { MllpSourceConfig } from '../engine/sources/mllp.ts';
 import { tempDir } from './helpers/temp.ts';
 
 // The example from the docs, verbatim: its keys are a contract.
@@ -26,6 +31,9 @@ channels:
     destinations:
       - { name: lab-files, type: file, dir: ./out/lab }
 `;
+
+const sourceTypes = sourceConnectors.map((c) => c.type).join(', ');
+const destinationTypes = destinationConnectors.map((c) => c.type).join(', ');
 
 const defaultRetry = { attempts: 5, backoff: 'exponential', delayMs: 1000, maxDelayMs: 300_000 } as const;
 const defaultEngine = (dir: string): FerryConfig['engine'] => ({
@@ -64,6 +72,25 @@ const failure = (text: string, env: NodeJS.ProcessEnv = {}): FerryError => {
 test('the documented example parses to the exact normalized config', async (t) => {
   const dir = await tempDir(t);
   await writeFiles(dir, { 'channels.yaml': example, 'channels/adt-archive.ts': 'export default (m: string) => m;\n' });
+  const mllp: MllpSourceConfig = {
+    type: 'mllp',
+    host: '127.0.0.1',
+    port: 6661,
+    maxFrameBytes: 1024 ** 2,
+    idleTimeoutMs: 300_000,
+    maxConnections: 100,
+    maxConnectionsPerAddress: 10,
+  };
+  const files = (name: string, out: string): FileDestinationConfig => ({
+    name,
+    order: 'fifo',
+    retry: defaultRetry,
+    type: 'file',
+    dir: join(dir, out),
+    filename: '{id}',
+    onExists: 'suffix',
+  });
+  const toLab: ChannelDestinationConfig = { name: 'to-lab', order: 'fifo', retry: defaultRetry, type: 'channel', channel: 'lab-feed' };
   const expected: FerryConfig = {
     file: join(dir, 'channels.yaml'),
     dir,
@@ -71,24 +98,13 @@ test('the documented example parses to the exact normalized config', async (t) =
     channels: [
       {
         name: 'adt-archive',
-        source: {
-          type: 'mllp',
-          host: '127.0.0.1',
-          port: 6661,
-          maxFrameBytes: 1024 ** 2,
-          idleTimeoutMs: 300_000,
-          maxConnections: 100,
-          maxConnectionsPerAddress: 10,
-        },
+        source: mllp,
         script: join(dir, 'channels/adt-archive.ts'),
         scriptLimits: { memoryBytes: 64 * 1024 ** 2, timeoutMs: 1000, maxOutputs: 1000 },
         concurrency: 1,
         maxQueued: 100_000,
         dedupe: undefined,
-        destinations: [
-          { name: 'archive', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out/adt-archive'), filename: '{id}', onExists: 'suffix' },
-          { name: 'to-lab', order: 'fifo', retry: defaultRetry, type: 'channel', channel: 'lab-feed' },
-        ],
+        destinations: [files('archive', 'out/adt-archive'), toLab],
       },
       {
         name: 'lab-feed',
@@ -98,9 +114,7 @@ test('the documented example parses to the exact normalized config', async (t) =
         concurrency: 1,
         maxQueued: 100_000,
         dedupe: undefined,
-        destinations: [
-          { name: 'lab-files', order: 'fifo', retry: defaultRetry, type: 'file', dir: join(dir, 'out/lab'), filename: '{id}', onExists: 'suffix' },
-        ],
+        destinations: [files('lab-files', 'out/lab')],
       },
     ],
   };
@@ -205,7 +219,7 @@ const durations: Array<[string, number]> = [
 for (const [written, ms] of durations) {
   test(`duration ${written} is ${ms} ms`, (t) => {
     const config = parseConfig(oneChannel(`{ type: mllp, port: 6661, idleTimeout: ${written} }`), 'channels.yaml', {});
-    t.is((config.channels[0]!.source as { idleTimeoutMs: number }).idleTimeoutMs, ms);
+    t.is((config.channels[0]!.source as MllpSourceConfig).idleTimeoutMs, ms);
   });
 }
 
@@ -220,15 +234,15 @@ const sizes: Array<[string, number]> = [
 for (const [written, bytes] of sizes) {
   test(`size ${written} is ${bytes} bytes`, (t) => {
     const config = parseConfig(oneChannel(`{ type: mllp, port: 6661, maxFrameSize: ${written} }`), 'channels.yaml', {});
-    t.is((config.channels[0]!.source as { maxFrameBytes: number }).maxFrameBytes, bytes);
+    t.is((config.channels[0]!.source as MllpSourceConfig).maxFrameBytes, bytes);
   });
 }
 
 const pick = {
-  port: (c: FerryConfig) => (c.channels[0]!.source as { port: number }).port,
-  host: (c: FerryConfig) => (c.channels[0]!.source as { host: string }).host,
-  idle: (c: FerryConfig) => (c.channels[0]!.source as { idleTimeoutMs: number }).idleTimeoutMs,
-  dir: (c: FerryConfig) => (c.channels[0]!.destinations[0] as { dir: string }).dir,
+  port: (c: FerryConfig) => (c.channels[0]!.source as MllpSourceConfig).port,
+  host: (c: FerryConfig) => (c.channels[0]!.source as MllpSourceConfig).host,
+  idle: (c: FerryConfig) => (c.channels[0]!.source as MllpSourceConfig).idleTimeoutMs,
+  dir: (c: FerryConfig) => (c.channels[0]!.destinations[0] as FileDestinationConfig).dir,
   redis: (c: FerryConfig) => c.engine.redis,
 };
 const interpolations: Array<{ title: string; text: string; env: NodeJS.ProcessEnv; read: (c: FerryConfig) => unknown; expected: unknown }> = [
@@ -284,7 +298,7 @@ test('relative paths resolve against the config file folder, absolute paths stay
   t.is(config.engine.data, join(dir, 'state'));
   t.is(config.channels[0]!.script, join(configDir, 'scripts/a.ts'));
   t.deepEqual(
-    config.channels[0]!.destinations.map((d: DestinationConfig) => (d.type === 'file' ? d.dir : undefined)),
+    config.channels[0]!.destinations.map((d) => (d.type === 'file' ? (d as FileDestinationConfig).dir : undefined)),
     [join(configDir, 'out/a'), '/srv/out'],
   );
 });
@@ -344,12 +358,13 @@ const mistakes: Array<{ kind: string; text: string; code?: ErrorCode; message: s
   {
     kind: 'bad discriminator',
     text: oneChannel(undefined, '{ name: d, type: fil, dir: out }'),
-    message: 'channels.yaml:5:26 channels[0].destinations[0].type: must be one of file, channel, https, postgres, mllp, websocket (got "fil")',
+    // Every destination type, in the registry's order (engine/connectors.ts): file, channel, https, …
+    message: `channels.yaml:5:26 channels[0].destinations[0].type: must be one of ${destinationTypes} (got "fil")`,
   },
   {
     kind: 'missing discriminator',
     text: oneChannel('{ port: 6661 }'),
-    message: 'channels.yaml:3:13 channels[0].source: missing required key "type" (one of mllp, channel, https, file, pusher)',
+    message: `channels.yaml:3:13 channels[0].source: missing required key "type" (one of ${sourceTypes})`,
   },
   {
     kind: 'missing required key',

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { handoffMessageId, messageIdTime, newMessageId } from '../engine/ids.ts';
+import { deliveryMessageId, handoffMessageId, isMessageId, messageIdTime, newMessageId } from '../engine/wire/ids.ts';
 
 // ids.ts keeps module state (the last millisecond and random part), so these tests run serially.
 
@@ -70,4 +70,15 @@ test('handoffMessageId is derived, stable, and keeps the parent time', (t) => {
   t.not(handoffMessageId(parent, 'to-lab', 0), id);
   t.not(handoffMessageId(parent, 'to-billing', 1), id);
   t.is(messageIdTime(id), 1469918176385);
+});
+
+test('the id sent to receivers: the message id, plus the output index after the first', (t) => {
+  t.is(deliveryMessageId({ id: '01ABC', output: 0 }), '01ABC');
+  t.is(deliveryMessageId({ id: '01ABC', output: 3 }), '01ABC-3');
+});
+
+test('a sender\'s id is taken when it is a ULID, or one derived from it', (t) => {
+  const id = newMessageId();
+  for (const good of [id, deliveryMessageId({ id, output: 2 }), handoffMessageId(id, 'to-lab', 0)]) t.true(isMessageId(good), good);
+  for (const bad of ['', 'ID1', id.toLowerCase(), `${id}-`, `${id}-a/b`, `${id}-${'x'.repeat(161)}`]) t.false(isMessageId(bad), bad);
 });

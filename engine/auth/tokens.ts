@@ -27,7 +27,7 @@ import { createSerial } from '../serial.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 
 const namePattern = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
-// Channel names as config-schema.ts allows them, or '*' for every channel.
+// Channel names as channels.yaml allows them (config/units.ts, Name), or '*' for every channel.
 const channelPattern = '^(\\*|[a-z0-9][a-z0-9_-]{0,62})$';
 
 const Channels = Type.Array(Type.String({ pattern: channelPattern }), { minItems: 1 });

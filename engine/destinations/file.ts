@@ -1,7 +1,10 @@
+import { Type } from '@sinclair/typebox';
 import { randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { FileDestinationConfig } from '../config.ts';
+import { join, resolve } from 'node:path';
+import type { DestinationConfig } from '../config/contract.ts';
+import { Path, StringEnum, Tag } from '../config/units.ts';
+import type { DestinationConnector } from '../connector.ts';
 import { FerryError, isFerryError } from '../errors.ts';
 import { inProgressName, withSuffix } from '../file-names.ts';
 import type { Delivery, Destination, SendOutcome } from './destination.ts';
@@ -17,6 +20,48 @@ import type { Delivery, Destination, SendOutcome } from './destination.ts';
 // again. (A sender's byte-for-byte retransmission of one HL7 message is therefore also written once
 // when the name has no {id}.) A name taken by another file makes the output go under the name plus
 // its message id instead (onExists: suffix), a name no other message's file can have.
+
+export interface FileDestinationConfig extends DestinationConfig {
+  type: 'file';
+  /** Absolute. */
+  dir: string;
+  /** Tokens: {id} {channel} {destination} {index} {controlId} {date} {time}; default "{id}". */
+  filename: string;
+  /** A name taken by a file with other content: write name-<message id> (default), fail, or replace it. */
+  onExists: 'suffix' | 'error' | 'overwrite';
+}
+
+const defaults = { filename: '{id}', onExists: 'suffix' } as const;
+
+/** Tokens `filename` may use; each is replaced per message (fileNameFor). */
+const filenameTokens = ['id', 'channel', 'destination', 'index', 'controlId', 'date', 'time'] as const;
+
+const schema = Type.Object(
+  {
+    type: Tag('file', 'Write each message to its own file.'),
+    dir: Path({ title: 'Folder', description: 'Folder the files are written to; relative to this file.' }),
+    filename: Type.Optional(
+      Type.String({
+        // Tokens only, no path separators and no "..": the name must stay inside `dir`.
+        pattern: `^(?!\\.{1,2}$)(?!.*\\.\\.)(?:[^{}/\\\\]|\\{(?:${filenameTokens.join('|')})\\})+$`,
+        patternErrorMessage: `may use only the tokens ${filenameTokens.map((t) => `{${t}}`).join(' ')}, and no "/", "\\" or ".."`,
+        title: 'File name',
+        description: `File name per message. Tokens: ${filenameTokens.map((t) => `{${t}}`).join(' ')}. The message id keeps names unique and lets receivers drop duplicates.`,
+        default: defaults.filename,
+        examples: ['{id}.hl7', '{channel}-{date}-{time}-{controlId}.hl7'],
+      }),
+    ),
+    onExists: Type.Optional(
+      StringEnum(['suffix', 'error', 'overwrite'], {
+        title: 'If the name exists',
+        description:
+          'When the name is taken by a file with other content (two messages with the same MSH-10, say): suffix writes the new file as name-<message id> before the extension (nothing lost, the queue never stops); error puts the message in error with FILE_EXISTS; overwrite replaces the file. A file with the very same content counts as already written (a replay after a crash).',
+        default: defaults.onExists,
+      }),
+    ),
+  },
+  { additionalProperties: false, title: 'File destination', description: 'Writes each message to a file.' },
+);
 
 const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
 
@@ -245,4 +290,16 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
     sendMany,
     async close() {},
   };
+};
+
+export const fileDestinationConnector: DestinationConnector<typeof schema, FileDestinationConfig> = {
+  type: 'file',
+  schema,
+  normalize: (raw, dir) => ({
+    type: 'file',
+    dir: resolve(dir, raw.dir),
+    filename: raw.filename ?? defaults.filename,
+    onExists: raw.onExists ?? defaults.onExists,
+  }),
+  create: fileDestination,
 };

@@ -3,18 +3,120 @@
 // connection failures and timeouts are transient and retried (Retry-After is passed on as
 // retryAfterMs); any other 4xx is permanent: the message goes to error with the response
 // kept, and an alert line is logged. TLS is always verified, against `ca` when one is given.
+import { Type } from '@sinclair/typebox';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { signRequest } from '../auth/hmac.ts';
 import { checkServerIdentity } from '../auth/server-identity.ts';
-import type { HttpsDestinationConfig } from '../config.ts';
+import type { DestinationConfig } from '../config/contract.ts';
+import { Duration, Path, Tag, durationMs, entry, resolveOptional } from '../config/units.ts';
+import type { DestinationConnector } from '../connector.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
-import { headerProblem } from '../http/headers.ts';
-import { MESSAGE_ID_HEADER } from '../sources/https.ts';
+import { MESSAGE_ID_HEADER, headerProblem, isHeaderName, isHeaderValue, isReservedHeader } from '../wire/headers.ts';
+import { deliveryMessageId } from '../wire/ids.ts';
 import { circuitBreaker, type CircuitBreaker } from './circuit-breaker.ts';
 import type { Delivery, Destination } from './destination.ts';
+
+export interface HttpsDestinationConfig extends DestinationConfig {
+  type: 'https';
+  url: string;
+  token: string | undefined;
+  hmac: { keyId: string; secret: string } | undefined;
+  /** Absolute paths of PEM files. */
+  ca: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+  timeoutMs: number;
+  headers: Record<string, string>;
+  /** URL prefixes a script's ctx.deliver(…, { url }) may use; empty = dynamic URLs refused. */
+  allowDynamicUrl: string[];
+  circuitBreaker: { failures: number; cooldownMs: number };
+}
+
+const defaults = { timeout: '30s', circuitBreaker: { failures: 5, cooldown: '30s' } } as const;
+
+const schema = Type.Object(
+  {
+    type: Tag('https', 'POST each message to a URL, for example another Ferry engine.'),
+    url: Type.String({
+      pattern: '^https?://\\S+$',
+      patternErrorMessage: 'must be an https:// (or http://) URL',
+      title: 'URL',
+      description: 'Where each message is POSTed.',
+      examples: ['https://central.example.org:8443/in/adt'],
+    }),
+    token: Type.Optional(
+      Type.String({ minLength: 1, title: 'Token', description: 'Sent as `Authorization: Bearer <token>`; use ${ENV_VAR} to keep it out of the file.' }),
+    ),
+    hmac: Type.Optional(
+      Type.Object(
+        {
+          keyId: Type.String({ minLength: 1, title: 'Key id', description: 'The key id the receiver knows the secret by.' }),
+          secret: Type.String({ minLength: 1, title: 'Secret', description: 'The shared HMAC secret; use ${ENV_VAR} to keep it out of the file.' }),
+        },
+        { additionalProperties: false, title: 'HMAC signing', description: 'Sign each request (for receivers with `auth: hmac`).' },
+      ),
+    ),
+    ca: Type.Optional(Path({ title: 'CA', description: 'CA certificate (PEM) the server must chain to; default: the system CAs. Verification is never turned off.' })),
+    cert: Type.Optional(Path({ title: 'Client certificate', description: 'Client certificate (PEM) for receivers that require one.' })),
+    key: Type.Optional(Path({ title: 'Client key', description: 'Private key (PEM) of the client certificate.' })),
+    timeout: Type.Optional(
+      Duration({
+        title: 'Timeout',
+        description: 'Longest a request may take, connection included; then it counts as a transient failure.',
+        default: defaults.timeout,
+      }),
+    ),
+    headers: Type.Optional(
+      Type.Record(Type.String(), Type.String(), {
+        title: 'Headers',
+        description: 'Extra request headers, e.g. Content-Type: application/json.',
+        examples: [{ 'Content-Type': 'application/hl7-v2' }],
+      }),
+    ),
+    allowDynamicUrl: Type.Optional(
+      Type.Array(
+        Type.String({ pattern: '^https?://\\S+$', patternErrorMessage: 'must be an https:// (or http://) URL prefix' }),
+        {
+          minItems: 1,
+          title: 'Allowed dynamic URLs',
+          description: "URL prefixes a script may send to with ctx.deliver(body, { url }); any other URL errors the message.",
+          examples: [['https://api.example.org/']],
+        },
+      ),
+    ),
+    circuitBreaker: Type.Optional(
+      Type.Object(
+        {
+          failures: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              title: 'Failures',
+              description: 'Consecutive transient failures that open the breaker.',
+              default: defaults.circuitBreaker.failures,
+            }),
+          ),
+          cooldown: Type.Optional(
+            Duration({
+              title: 'Cool-down',
+              description: 'How long an open breaker fails deliveries at once before letting one probe through.',
+              default: defaults.circuitBreaker.cooldown,
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          title: 'Circuit breaker',
+          description: 'Stops hammering an endpoint that keeps failing.',
+          default: defaults.circuitBreaker,
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false, title: 'HTTPS destination', description: 'POSTs each message to a URL.' },
+);
 
 /** How much of a response is kept in the message log. */
 const KEPT_RESPONSE_CHARS = 2_000;
@@ -24,10 +126,6 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 const MAX_SOCKETS = 8;
 
 const RETRYABLE_STATUS = new Set([408, 425, 429]);
-
-/** The id a receiver deduplicates on: stable across retries, restarts and resends of the same output. */
-export const deliveryMessageId = (delivery: Pick<Delivery, 'id' | 'output'>): string =>
-  delivery.output > 0 ? `${delivery.id}-${delivery.output}` : delivery.id;
 
 /** Retry-After as milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
 export const parseRetryAfter = (value: string | undefined, now = Date.now()): number | undefined => {
@@ -237,4 +335,47 @@ export const httpsDestination = (config: HttpsDestinationConfig, deps: { logger:
       httpAgent.destroy();
     },
   };
+};
+
+export const httpsDestinationConnector: DestinationConnector<typeof schema, HttpsDestinationConfig> = {
+  type: 'https',
+  schema,
+  follows: ['url', 'method', 'headers'],
+  check(raw, { fail, checkFile }) {
+    const url = raw['url'];
+    if (typeof url === 'string' && !URL.canParse(url)) fail(['url'], `not a valid URL: ${url}`);
+    if (typeof url === 'string' && url.startsWith('http://') && raw['token'] !== undefined) {
+      fail(['token'], 'a token must not travel over plain http://; use an https:// URL (or hmac)');
+    }
+    if (raw['token'] !== undefined && raw['hmac'] !== undefined) fail(['hmac'], 'use token or hmac, not both');
+    if ((raw['cert'] === undefined) !== (raw['key'] === undefined)) {
+      fail([raw['cert'] === undefined ? 'key' : 'cert'], 'a client certificate needs both cert and key');
+    }
+    for (const key of ['ca', 'cert', 'key']) checkFile(raw[key], [key]);
+    for (const [name, value] of Object.entries(entry(raw['headers']))) {
+      if (!isHeaderName(name)) fail(['headers', name], `"${name}" is not a valid header name`);
+      else if (isReservedHeader(name)) fail(['headers', name], `${name} is set by Ferry and cannot be configured`);
+      else if (typeof value === 'string' && !isHeaderValue(value)) fail(['headers', name], 'a header value may hold tab, printable ASCII and Latin-1 characters, no line breaks or other control characters');
+    }
+  },
+  normalize(raw, dir) {
+    const breaker = raw.circuitBreaker ?? {};
+    return {
+      type: 'https',
+      url: raw.url,
+      token: raw.token,
+      hmac: raw.hmac,
+      ca: resolveOptional(dir, raw.ca),
+      cert: resolveOptional(dir, raw.cert),
+      key: resolveOptional(dir, raw.key),
+      timeoutMs: durationMs(raw.timeout ?? defaults.timeout),
+      headers: raw.headers ?? {},
+      allowDynamicUrl: raw.allowDynamicUrl ?? [],
+      circuitBreaker: {
+        failures: breaker.failures ?? defaults.circuitBreaker.failures,
+        cooldownMs: durationMs(breaker.cooldown ?? defaults.circuitBreaker.cooldown),
+      },
+    };
+  },
+  create: httpsDestination,
 };

@@ -6,15 +6,58 @@
 // the connection is reset: whatever the peer answers late must not be taken for the next message.
 // Outputs that are not HL7 are sent as they are (some peers take anything); only the MSA-2 check
 // needs an MSH-10, so it is skipped for them.
+import { Type } from '@sinclair/typebox';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { mllpClient, type MllpTlsOptions } from '../clients/mllp.ts';
-import type { MllpDestinationConfig } from '../config.ts';
+import type { DestinationConfig } from '../config/contract.ts';
+import { Duration, Host, Path, Tag, durationMs, isEntry, resolveOptional } from '../config/units.ts';
+import type { DestinationConnector } from '../connector.ts';
 import { FerryError, describeError } from '../errors.ts';
 import { readAck, type AckReport } from '../hl7/ack.ts';
 import { decodeHl7 } from '../hl7/charset.ts';
 import { readHeader } from '../hl7/header.ts';
 import type { Destination } from './destination.ts';
+
+export interface MllpDestinationConfig extends DestinationConfig {
+  type: 'mllp';
+  host: string;
+  port: number;
+  /** MLLP over TLS (always verified); absolute paths of PEM files. */
+  tls: { ca: string | undefined; cert: string | undefined; key: string | undefined; servername: string | undefined } | undefined;
+  ackTimeoutMs: number;
+}
+
+const defaults = { ackTimeout: '30s' } as const;
+
+const schema = Type.Object(
+  {
+    type: Tag('mllp', 'Send each output over MLLP (HL7 v2 over TCP) and wait for its ACK.'),
+    host: Host({ title: 'Host', description: 'The MLLP peer to send to.' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, title: 'Port', description: 'TCP port of the peer.' }),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          ca: Type.Optional(Path({ title: 'CA', description: 'CA certificate (PEM) the peer must chain to; default: the system CAs. Verification is never turned off.' })),
+          cert: Type.Optional(Path({ title: 'Client certificate', description: 'Client certificate (PEM) for peers that require one.' })),
+          key: Type.Optional(Path({ title: 'Client key', description: 'Private key (PEM) of the client certificate.' })),
+          servername: Type.Optional(
+            Host({ title: 'Server name', description: 'Name the peer certificate must carry (and SNI), when it differs from host.' }),
+          ),
+        },
+        { additionalProperties: false, title: 'TLS', description: 'MLLP over TLS; `tls: {}` verifies against the system CAs.' },
+      ),
+    ),
+    ackTimeout: Type.Optional(
+      Duration({
+        title: 'ACK timeout',
+        description: 'How long to wait for the ACK; then the send counts as a transient failure and the connection is reset.',
+        default: defaults.ackTimeout,
+      }),
+    ),
+  },
+  { additionalProperties: false, title: 'MLLP destination', description: 'Sends each output to an MLLP peer and checks its ACK.' },
+);
 
 /** How much of an unreadable reply is quoted in the error. */
 const QUOTED_REPLY_CHARS = 200;
@@ -110,4 +153,31 @@ export const mllpDestination = (config: MllpDestinationConfig, deps: { logger: L
 
     close: () => client.close(),
   };
+};
+
+export const mllpDestinationConnector: DestinationConnector<typeof schema, MllpDestinationConfig> = {
+  type: 'mllp',
+  schema,
+  // Over TLS, a client certificate needs both halves, and the PEM files must exist.
+  check(raw, { fail, checkFile }) {
+    const tls = raw['tls'];
+    if (!isEntry(tls)) return;
+    if ((tls['cert'] === undefined) !== (tls['key'] === undefined)) {
+      fail(['tls', tls['cert'] === undefined ? 'key' : 'cert'], 'a client certificate needs both cert and key');
+    }
+    for (const key of ['ca', 'cert', 'key']) checkFile(tls[key], ['tls', key]);
+  },
+  normalize: (raw, dir) => ({
+    type: 'mllp',
+    host: raw.host,
+    port: raw.port,
+    tls: raw.tls && {
+      ca: resolveOptional(dir, raw.tls.ca),
+      cert: resolveOptional(dir, raw.tls.cert),
+      key: resolveOptional(dir, raw.tls.key),
+      servername: raw.tls.servername,
+    },
+    ackTimeoutMs: durationMs(raw.ackTimeout ?? defaults.ackTimeout),
+  }),
+  create: mllpDestination,
 };

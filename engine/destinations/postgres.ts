@@ -12,15 +12,80 @@
 // unknown tables or columns (42xxx), bad data (22xxx) — with PostgreSQL's message and SQLSTATE kept.
 // Ferry's own work before the statement (reading the output's JSON, serializing nested values as
 // parameters) fails the same way on every try: POSTGRES_BAD_OUTPUT or DESTINATION_SERIALIZE_FAILED.
+import { Type } from '@sinclair/typebox';
 import { DatabaseError, Pool, type PoolClient, type QueryResult } from 'pg';
 import type { Logger } from 'pino';
-import type { PostgresDestinationConfig } from '../config.ts';
+import type { DestinationConfig } from '../config/contract.ts';
+import { Duration, Tag, durationMs } from '../config/units.ts';
+import type { DestinationConnector } from '../connector.ts';
 import { FerryError } from '../errors.ts';
 import { decodeAs } from '../hl7/charset.ts';
+import { deliveryMessageId } from '../wire/ids.ts';
 import type { Delivery, Destination } from './destination.ts';
-import { deliveryMessageId } from './https.ts';
 import { compileNamedSql } from './named-sql.ts';
 import { building } from './serialize-failure.ts';
+
+export interface PostgresDestinationConfig extends DestinationConfig {
+  type: 'postgres';
+  /** postgres:// or postgresql:// URL, password included (the admin API redacts it). */
+  url: string;
+  /** One statement with :name parameters; compiled by destinations/named-sql.ts. */
+  sql: string;
+  pool: { max: number };
+  /** Connecting, and each statement (statement_timeout). */
+  timeoutMs: number;
+}
+
+const defaults = { pool: { max: 5 }, timeout: '30s' } as const;
+
+const schema = Type.Object(
+  {
+    type: Tag('postgres', 'Run a parameterized SQL statement in PostgreSQL for each output, e.g. INSERT a row.'),
+    url: Type.String({
+      pattern: '^postgres(?:ql)?://\\S+$',
+      patternErrorMessage: 'must be a postgres:// or postgresql:// URL',
+      title: 'URL',
+      description:
+        'The database, as postgres://user:password@host:5432/database; use ${PGPASSWORD} (or any ${ENV_VAR}) to keep the password out of the file, percent-encoded if it has @, : or /.',
+      examples: ['postgres://ferry:${PGPASSWORD}@db.example.org:5432/clinic', 'postgresql://postgres@127.0.0.1/test'],
+    }),
+    sql: Type.String({
+      minLength: 1,
+      title: 'SQL',
+      description:
+        'One statement with :name parameters, filled from the JSON object the script returns (an array of objects runs it once per element, in one transaction). :ferry_id (the stable message id), :ferry_channel and :ferry_row (element index) come from Ferry. Values are always sent as parameters, never spliced into the SQL.',
+      examples: ['INSERT INTO patients (ferry_id, mrn, name) VALUES (:ferry_id, :mrn, :name) ON CONFLICT (ferry_id) DO NOTHING'],
+    }),
+    pool: Type.Optional(
+      Type.Object(
+        {
+          max: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              title: 'Maximum connections',
+              description: 'Connections the destination opens at most; deliveries beyond wait for a free one.',
+              default: defaults.pool.max,
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          title: 'Pool',
+          description: 'The connection pool.',
+          default: defaults.pool,
+        },
+      ),
+    ),
+    timeout: Type.Optional(
+      Duration({
+        title: 'Timeout',
+        description: 'Longest a connection attempt, or one statement (statement_timeout), may take; then it counts as a transient failure.',
+        default: defaults.timeout,
+      }),
+    ),
+  },
+  { additionalProperties: false, title: 'PostgreSQL destination', description: 'Writes each output to PostgreSQL with a parameterized statement.' },
+);
 
 /** Parameters Ferry fills itself; an output key of the same name is ignored. */
 export interface FerryParameters {
@@ -226,4 +291,31 @@ export const postgresDestination = (config: PostgresDestinationConfig, deps: { l
       return closed;
     },
   };
+};
+
+export const postgresDestinationConnector: DestinationConnector<typeof schema, PostgresDestinationConfig> = {
+  type: 'postgres',
+  schema,
+  // The URL and the SQL, so that `ferry check` catches them before the first message does.
+  check(raw, { fail }) {
+    const url = raw['url'];
+    if (typeof url === 'string' && /^postgres(?:ql)?:\/\//.test(url) && !URL.canParse(url)) {
+      fail(['url'], 'not a valid URL (percent-encode @, : and / in the user name or password)');
+    }
+    const sql = raw['sql'];
+    if (typeof sql !== 'string' || sql === '') return;
+    try {
+      compileNamedSql(sql);
+    } catch (error) {
+      fail(['sql'], (error as Error).message.replace(/^sql: /, ''));
+    }
+  },
+  normalize: (raw) => ({
+    type: 'postgres',
+    url: raw.url,
+    sql: raw.sql,
+    pool: { max: raw.pool?.max ?? defaults.pool.max },
+    timeoutMs: durationMs(raw.timeout ?? defaults.timeout),
+  }),
+  create: postgresDestination,
 };

@@ -1,5 +1,5 @@
 // MLLP framing (HL7 v2 Minimal Lower Layer Protocol): <VT> payload <FS><CR>.
-// Pure: bytes in, frames out. Sockets live in sources/mllp.ts and clients/mllp.ts.
+// Pure: bytes in, frames out. Sockets live in sources/mllp-listener.ts and clients/mllp.ts.
 import { FerryError } from '../errors.ts';
 
 const START = 0x0b;

@@ -8,13 +8,13 @@ import { createSessions, type Sessions } from '../auth/sessions.ts';
 import type { UserDirectory } from '../auth/users.ts';
 import { channelNamed, type ChannelControl } from '../channel-control.ts';
 import type { Channel } from '../channel.ts';
+import { sourceConnector } from '../connectors.ts';
 import type { SkipOutcome } from '../pipeline/delivery-tracker.ts';
 import { FerryError, isFerryError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import { destinationStage, isStatus, type Status } from '../message.ts';
 import { redactSecrets } from '../redact.ts';
 import { pingRedis } from '../redis/connection.ts';
-import { sourceIntakeOptions } from '../sources/intake-options.ts';
 import type { AdminStore } from '../store/admin-store.ts';
 import type { MessageStore } from '../store/message-store.ts';
 import { actorOf, createAuth, principalOf } from './auth.ts';
@@ -239,7 +239,7 @@ export const adminApp = (deps: AdminDeps): Koa => {
     // Through the channel's intake, like any new message: logged and queued before the answer.
     const result = await channel.intake.accept(original.raw, {
       source: `resend by ${actor}`,
-      ...sourceIntakeOptions(channel.config.source),
+      ...sourceConnector(channel.config.source).intakeOptions(channel.config.source),
       parentId: original.id,
       resend: true,
     });

@@ -2,7 +2,7 @@ import type Router from '@koa/router';
 import { timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import type { LoginAdmission, LoginLimiter } from '../auth/login-limiter.ts';
-import type { FerryConfig } from '../config.ts';
+import type { FerryConfig } from '../config/contract.ts';
 import { verifyNobody, verifyPassword } from '../auth/passwords.ts';
 import type { Sessions } from '../auth/sessions.ts';
 import { roleAllows, tokenSha256, type Role, type UserDirectory } from '../auth/users.ts';

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { createTlsServer, reloadCertificates, type CertificateReload } from '../auth/tls-server.ts';
-import type { HttpsListenerConfig } from '../config.ts';
+import type { HttpsListenerConfig } from '../config/contract.ts';
 import { FerryError } from '../errors.ts';
 import { urlOf } from './listen.ts';
 import { refuse, refuseUpgrade } from './refuse.ts';

@@ -1,6 +1,6 @@
 // How long to wait before trying again: one formula for every retry in Ferry, a destination's
 // delivery (its `retry` policy) and a queue job that failed for a reason of the engine's own.
-import type { RetryPolicy } from '../config.ts';
+import type { RetryPolicy } from '../config/contract.ts';
 
 /** Queue jobs the engine itself could not finish (its message log unreachable, its sandbox down): long and patient. */
 export const INTERNAL_RETRY: RetryPolicy = { attempts: 50, backoff: 'exponential', delayMs: 1_000, maxDelayMs: 60_000 };

@@ -7,7 +7,7 @@
 // message id and can drop the copy).
 import { WaitingError, type Job, type Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import type { DestinationConfig } from '../config.ts';
+import type { DestinationConfig } from '../config/contract.ts';
 import type { Delivery, Destination, SendOutcome } from '../destinations/destination.ts';
 import { FerryError, describeError, isFerryError, isPermanent } from '../errors.ts';
 import { destinationStage } from '../message.ts';

@@ -11,7 +11,7 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.ts';
-import { newMessageId } from '../ids.ts';
+import { newMessageId } from '../wire/ids.ts';
 import { logThrottle } from '../log-throttle.ts';
 import type { MessageStore } from '../store/message-store.ts';
 import { retryDelay } from './backoff.ts';

@@ -7,7 +7,7 @@
 // deliveries.
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import { newMessageId } from '../ids.ts';
+import { newMessageId } from '../wire/ids.ts';
 import type { MessageStore, QueuedDelivery, ReceivedWork } from '../store/message-store.ts';
 import {
   deliveryJob,

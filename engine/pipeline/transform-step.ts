@@ -5,7 +5,7 @@
 // replayed after a crash skips what is already recorded and only queues again what is still to do.
 import type { Job, Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import type { ChannelConfig } from '../config.ts';
+import type { ChannelConfig } from '../config/contract.ts';
 import { FerryError, describeError, isPermanent } from '../errors.ts';
 import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
 import type { Translator, TranslatorResult } from '../sandbox/translator.ts';

@@ -2,12 +2,11 @@
 // it is recorded or sent. The prelude shapes and checks a script's outputs inside the sandbox already,
 // but it shares a context with the script (and the sandbox runs in another process), so the engine
 // does not take its word: every output, ctx.deliver meta and log line is checked again here, with the
-// same rules (output-meta.ts, http/headers.ts) and limits. Anything off errors the message with
+// same rules (wire/output-meta.ts, wire/headers.ts) and limits. Anything off errors the message with
 // SCRIPT_BAD_RESULT naming what was refused.
-import type { DestinationConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import type { OutputMeta } from '../message.ts';
-import { readOutputMeta, unfollowedOption } from '../output-meta.ts';
+import { readOutputMeta, unfollowedOption, type DeliverTargets } from '../wire/output-meta.ts';
 import type { SandboxResult } from './isolate.ts';
 import type { ScriptLog, ScriptLogLevel } from './prelude.ts';
 
@@ -26,8 +25,8 @@ export interface ResultRules {
   outputBytes: number;
   /** Cap on the number of outputs of one message (scriptLimits.maxOutputs). */
   maxOutputs: number;
-  /** The channel's destinations, for the meta each can follow; absent = not checked. */
-  destinations?: ReadonlyArray<Pick<DestinationConfig, 'name' | 'type'>>;
+  /** The channel's destinations and what each follows of ctx.deliver's options; absent = not checked. */
+  deliverTo?: DeliverTargets;
 }
 
 const readLogs = (logs: unknown): ScriptLog[] | string => {
@@ -65,7 +64,7 @@ const readMeta = (meta: unknown, outputs: number, rules: ResultRules): Array<Out
       continue;
     }
     const read = readOutputMeta(given);
-    const problem = typeof read === 'string' ? read : rules.destinations && unfollowedOption(read, rules.destinations);
+    const problem = typeof read === 'string' ? read : rules.deliverTo && unfollowedOption(read, rules.deliverTo);
     if (problem) return `output ${i}: ${problem}`;
     checked.push(plain(read as OutputMeta));
   }

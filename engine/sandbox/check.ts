@@ -2,7 +2,7 @@
 // starting the engine. Each script is bundled (import and syntax errors), loaded into a sandbox (a
 // missing default export, top-level code that throws), and all of them are type-checked together.
 import path from 'node:path';
-import type { FerryConfig } from '../config.ts';
+import type { FerryConfig } from '../config/contract.ts';
 import { FerryError } from '../errors.ts';
 import { createSandbox } from './isolate.ts';
 import { DEFAULT_OUTPUT_BYTES } from './translator.ts';

@@ -21,7 +21,7 @@
 // like a module variable, a replaced builtin is the script's own state (docs/sandbox.md).
 import { parseHl7, type Hl7Message, type Hl7Segment } from '../hl7/message.ts';
 import type { OutputMeta } from '../message.ts';
-import { readOutputMeta } from '../output-meta.ts';
+import { readOutputMeta } from '../wire/output-meta.ts';
 import { MAX_LINE_CHARS, MAX_LOG_LINES } from './check-result.ts';
 import {
   addToWeakSet,

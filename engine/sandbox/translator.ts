@@ -5,8 +5,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { DestinationConfig } from '../config.ts';
-import { configDefaults } from '../config-schema.ts';
+import type { DestinationConfig } from '../config/contract.ts';
+import { channelDefaults } from '../config/schema.ts';
+import { destinationConnectors } from '../connectors.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { createSerial } from '../serial.ts';
 import type { OutputMeta } from '../message.ts';
@@ -19,7 +20,7 @@ import { compileScript, type CompiledScript } from './transpile.ts';
 export type { ScriptLog, ScriptLogLevel } from './prelude.ts';
 
 export const DEFAULT_OUTPUT_BYTES = 16 * 1024 * 1024;
-export const DEFAULT_MAX_OUTPUTS = configDefaults.channel.scriptLimits.maxOutputs;
+export const DEFAULT_MAX_OUTPUTS = channelDefaults.scriptLimits.maxOutputs;
 
 export interface TranslatorLimits {
   memoryBytes: number;
@@ -178,7 +179,12 @@ export const createTranslator = (options: TranslatorOptions): Translator => {
     }
   };
   // The engine's own check of what the sandbox answered: the one that counts (check-result.ts).
-  const rules = { script: name, outputBytes, maxOutputs, ...(options.destinations ? { destinations: options.destinations } : {}) };
+  const rules = {
+    script: name,
+    outputBytes,
+    maxOutputs,
+    ...(options.destinations ? { deliverTo: { destinations: options.destinations, followers: destinationConnectors } } : {}),
+  };
 
   return {
     async run(input) {

@@ -1,6 +1,6 @@
 // A file source's `pattern`: a glob on one file name (never a path), compiled to a RegExp.
 // * any characters, ? one character, [abc] [a-z] [!abc] one of (or none of), {hl7,txt} one of the
-// alternatives; everything else is literal. Pure: config.ts uses it to check patterns.
+// alternatives; everything else is literal. Pure: the file source's config check uses it too.
 import { FerryError } from '../errors.ts';
 
 const literal = (char: string): string => char.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');

@@ -15,20 +15,114 @@
 // for the first time. (A progress record would need these ids anyway, for a crash between a commit
 // and the record's write.) ctime is part of the identity because a rename changes it: a processed
 // file moved back into the folder is read as a new file, not dropped as a duplicate.
+import { Type } from '@sinclair/typebox';
 import type { BigIntStats } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { FileSourceConfig } from '../config.ts';
+import type { SourceConfig } from '../config/contract.ts';
+import { Duration, Path, Size, StringEnum, Tag, describeValue, durationMs, isDuration, sizeBytes } from '../config/units.ts';
+import type { Claim, SourceConnector } from '../connector.ts';
 import { FerryError, describeError } from '../errors.ts';
+import { inProgressName, withSuffix } from '../file-names.ts';
 import { splitMessages } from '../hl7/batch.ts';
 import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
-import { sourceIntakeOptions } from './intake-options.ts';
-import { fileMessageId } from '../ids.ts';
-import type { Intake } from '../intake.ts';
-import { inProgressName, withSuffix } from '../file-names.ts';
+import type { Intake, IntakeOptions } from '../intake.ts';
+import { fileMessageId } from '../wire/ids.ts';
 import { fileNamePattern } from './file-pattern.ts';
+
+export interface FileSourceConfig extends SourceConfig {
+  type: 'file';
+  /** Absolute: the folder watched (not its subfolders). */
+  dir: string;
+  /** Glob on the file name: * ? [abc] {hl7,txt}. */
+  pattern: string;
+  pollIntervalMs: number;
+  after: 'move' | 'delete';
+  /** Absolute; used with after: move. */
+  processedDir: string;
+  /** Absolute; where unreadable files go, each with a <name>.error.txt. */
+  errorDir: string;
+  /** 'auto' (each message's MSH-18, as over MLLP) or a character set name that overrides it. */
+  encoding: string;
+  /** Larger files are not read but moved to errorDir (FILE_TOO_LARGE). */
+  maxFileBytes: number;
+}
+
+const defaults = { pattern: '*.hl7', pollInterval: '1s', after: 'move', encoding: 'auto', maxFileSize: '64MB' } as const;
+
+/** A poll faster than this lists the folder in a busy loop. */
+const minPollIntervalMs = 10;
+
+const schema = Type.Object(
+  {
+    type: Tag('file', 'Read HL7 files dropped in a folder; batch files and files of several messages are split into messages.'),
+    dir: Path({ title: 'Folder', description: 'Folder watched for files (not its subfolders); relative to this file. Created if missing.' }),
+    pattern: Type.Optional(
+      Type.String({
+        pattern: '^[^/\\\\]+$',
+        patternErrorMessage: 'must be a file-name glob such as *.hl7 (no "/" or "\\")',
+        title: 'Pattern',
+        description:
+          'Glob on the file name: * any characters, ? one, [abc] one of, {hl7,txt} alternatives. Names starting with "." or ending .tmp or .part never match: write under such a name, then rename.',
+        default: defaults.pattern,
+        examples: ['*.hl7', 'ADT_*.{hl7,txt}'],
+      }),
+    ),
+    pollInterval: Type.Optional(
+      Duration({
+        title: 'Poll interval',
+        description: 'How often the folder is listed. A file is read once its size and modification time are the same in two listings in a row.',
+        default: defaults.pollInterval,
+      }),
+    ),
+    after: Type.Optional(
+      StringEnum(['move', 'delete'], {
+        title: 'After reading',
+        description: 'What happens to a file once every message in it is committed: moved to processedDir, or deleted.',
+        default: defaults.after,
+      }),
+    ),
+    processedDir: Type.Optional(
+      Path({
+        title: 'Processed folder',
+        description: 'Where read files are moved (after: move); default <dir>/processed. A name already there gets -1, -2, … before its extension.',
+      }),
+    ),
+    errorDir: Type.Optional(
+      Path({
+        title: 'Error folder',
+        description: 'Where files that cannot be read or hold no HL7 message are moved, each with a <name>.error.txt saying why; default <dir>/error.',
+      }),
+    ),
+    encoding: Type.Optional(
+      Type.String({
+        minLength: 1,
+        title: 'Encoding',
+        description:
+          'auto: each message by its MSH-18, as over MLLP (UTF-8 or 8859/1 when empty). Or an MSH-18 character set name (UNICODE UTF-8, 8859/1, …) that the files are in, whatever MSH-18 says.',
+        default: defaults.encoding,
+        examples: ['auto', 'UNICODE UTF-8', '8859/1'],
+      }),
+    ),
+    maxFileSize: Type.Optional(
+      Size({
+        title: 'Maximum file size',
+        description: 'Largest file read (a file is read whole to split it); a larger one is moved to errorDir with FILE_TOO_LARGE as its reason.',
+        default: defaults.maxFileSize,
+      }),
+    ),
+  },
+  { additionalProperties: false, title: 'File source', description: 'Messages read from files dropped in a folder.' },
+);
+
+/**
+ * How intake takes this source's messages, first read and resent alike: HL7 only, decoded by MSH-18
+ * unless `encoding` names the files' character set.
+ */
+const intakeOptions = (config: FileSourceConfig): Pick<IntakeOptions, 'requireHl7' | 'charset'> =>
+  config.encoding === 'auto' ? { requireHl7: true } : { requireHl7: true, charset: config.encoding };
 
 export interface FileSourceDeps {
   intake: Intake;
@@ -113,7 +207,6 @@ export const fileSource = (config: FileSourceConfig, deps: FileSourceDeps): File
   const { intake } = deps;
   const log = deps.logger.child({ source: 'file', dir: config.dir });
   const matches = fileNamePattern(config.pattern);
-  const intakeOptions = sourceIntakeOptions(config);
   let seen = new Map<string, Facts>();
   let running = false;
   let timer: NodeJS.Timeout | undefined;
@@ -213,7 +306,7 @@ export const fileSource = (config: FileSourceConfig, deps: FileSourceDeps): File
     for (const [index, message] of messages.entries()) {
       if (!running) return; // the rest is read on the next start; what was committed is recognised by id
       const label = `${file}#${index + 1}`;
-      const result = await intake.accept(message, { source: `file ${label}`, id: fileMessageId(mtimeMs, identity, index), ...intakeOptions });
+      const result = await intake.accept(message, { source: `file ${label}`, id: fileMessageId(mtimeMs, identity, index), ...intakeOptions(config) });
       switch (result.kind) {
         case 'accepted':
           committed++;
@@ -293,4 +386,63 @@ export const fileSource = (config: FileSourceConfig, deps: FileSourceDeps): File
       await polling;
     },
   };
+};
+
+export const fileSourceConnector: SourceConnector<typeof schema, FileSourceConfig> = {
+  type: 'file',
+  schema,
+  // The schema reports a source without a folder; its other keys are checked once it has one.
+  check(raw, { fail }) {
+    if (typeof raw['dir'] !== 'string' || raw['dir'] === '') return;
+    if (raw['after'] === 'delete' && raw['processedDir'] !== undefined) fail(['processedDir'], 'is only used with after: move');
+    const pattern = raw['pattern'];
+    if (typeof pattern === 'string' && pattern !== '') {
+      try {
+        fileNamePattern(pattern);
+      } catch (error) {
+        fail(['pattern'], (error as Error).message.replace(/^pattern "(?:[^"\\]|\\.)*" /, ''));
+      }
+    }
+    const encoding = raw['encoding'];
+    if (typeof encoding === 'string' && encoding !== 'auto') {
+      try {
+        decodeAs(new Uint8Array(0), encoding);
+      } catch {
+        fail(['encoding'], `unknown character set ${JSON.stringify(encoding)}: use auto or an MSH-18 name such as UNICODE UTF-8 or 8859/1`);
+      }
+    }
+    const poll = raw['pollInterval'];
+    if (isDuration(poll) && durationMs(poll) < minPollIntervalMs) {
+      fail(['pollInterval'], `must be at least ${minPollIntervalMs}ms (got ${describeValue(poll)})`);
+    }
+  },
+  // Its folder, read by this source alone, and the folders it moves files to, which no source may
+  // watch (itself included): files moved there would be read again.
+  claims(raw, dir) {
+    if (typeof raw['dir'] !== 'string' || raw['dir'] === '') return [];
+    const claims: Claim[] = [{ kind: 'watched-folder', dir: path.resolve(dir, raw['dir']), at: ['dir'] }];
+    for (const key of ['processedDir', 'errorDir']) {
+      const value = raw[key];
+      if (typeof value === 'string' && value !== '') claims.push({ kind: 'moves-to', dir: path.resolve(dir, value), at: [key] });
+    }
+    return claims;
+  },
+  normalize(raw, dir) {
+    const watched = path.resolve(dir, raw.dir);
+    return {
+      type: 'file',
+      dir: watched,
+      pattern: raw.pattern ?? defaults.pattern,
+      pollIntervalMs: durationMs(raw.pollInterval ?? defaults.pollInterval),
+      after: raw.after ?? defaults.after,
+      processedDir: raw.processedDir === undefined ? path.join(watched, 'processed') : path.resolve(dir, raw.processedDir),
+      errorDir: raw.errorDir === undefined ? path.join(watched, 'error') : path.resolve(dir, raw.errorDir),
+      encoding: raw.encoding ?? defaults.encoding,
+      maxFileBytes: sizeBytes(raw.maxFileSize ?? defaults.maxFileSize),
+    };
+  },
+  describe: (config) => `file ${config.dir}/${config.pattern}`,
+  activity: (config) => `reading files ${config.dir}/${config.pattern}`,
+  intakeOptions,
+  create: fileSource,
 };

@@ -1,243 +1,37 @@
-// The HTTPS receiver: one channel's path on the engine HTTPS listener. The request body is the
-// message (any content type), or the `message` field of an Iguana-style form post. It answers
-// 200 {"Success": true, "id"} only once intake reports the message committed; every refusal gets
-// its status, a JSON reason and a log line.
-//
-// Checks run cheapest first and before the body is read where they can (TLS, address, declared
-// length, bearer token, client certificate), so a refused client uploads nothing: with
-// `Expect: 100-continue` the 100 is sent only after them.
-import type Koa from 'koa';
-import type { TLSSocket } from 'node:tls';
-import type { Logger } from 'pino';
-import type { TokenTable } from '../auth/tokens.ts';
-import type { HmacVerifier } from '../auth/hmac.ts';
-import type { HttpsSourceConfig } from '../config.ts';
-import { FerryError, describeError } from '../errors.ts';
-import { addressMatcher } from '../http/address-rules.ts';
-import { looksUrlEncoded, parseForm } from '../http/form.ts';
-import { peerCertificate, type HttpsHandler, type HttpsMount } from '../http/https-listener.ts';
-import { rateLimiter } from '../http/rate-limit.ts';
-import { readBody } from '../http/read-body.ts';
-import { refuse } from '../http/refuse.ts';
-import type { Intake } from '../intake.ts';
+// The `https` source: messages POSTed to a path of the engine HTTPS listener, answered 200 once
+// stored. What it shares with the pusher (keys, checks, the request handling) is https-receiver.ts.
+import { Type } from '@sinclair/typebox';
+import type { SourceConfig } from '../config/contract.ts';
+import { StringEnum, Tag } from '../config/units.ts';
+import type { SourceConnector } from '../connector.ts';
+import { checkReceiver, createReceiver, normalizeReceiver, receiverClaims, receiverKeys, type ReceiverConfig } from './https-receiver.ts';
 
-/** Header a sending Ferry puts its message id in; a resend with the same id is not processed twice. */
-export const MESSAGE_ID_HEADER = 'X-Ferry-Message-Id';
-
-// A ULID, optionally with a derived suffix (hand-offs "-<destination>-<n>", outputs "-<n>").
-const MESSAGE_ID = /^[0-9A-HJKMNP-TV-Z]{26}(?:-[A-Za-z0-9_-]{1,160})?$/;
-
-export interface HttpsSourceDeps {
-  channel: string;
-  intake: Intake;
-  logger: Logger;
-  /** For `auth: token` (bearer tokens) and `auth: hmac` (which key may post where). */
-  tokens?: Pick<TokenTable, 'verify' | 'authorizeHmacKey'>;
-  /** For `auth: hmac`. */
-  hmac?: HmacVerifier;
-  /** The channel an existing message id belongs to, if any (the message log). */
-  channelOf: (id: string) => string | undefined;
-  /** What is wrong with a body this path cannot take (answered 400), or undefined to accept it. */
-  validate?: (message: Buffer) => string | undefined;
-  /** How the message log names this kind of source; default "https". */
-  label?: string;
+export interface HttpsSourceConfig extends SourceConfig, ReceiverConfig {
+  type: 'https';
 }
 
-export interface HttpsSource {
-  start(): Promise<void>;
-  /** Unmounts (the path answers 503), then waits for requests in flight. Safe to call twice. */
-  stop(): Promise<void>;
-}
+const schema = Type.Object(
+  receiverKeys(
+    Tag('https', 'Receive messages as HTTP POSTs on a path of the engine HTTPS listener; answer 200 once stored.'),
+    StringEnum(['token', 'hmac', 'mtls', 'none'], {
+      title: 'Authentication',
+      description:
+        'token: `Authorization: Bearer <token>` (or a secret_token form field) from the tokens file; hmac: signed requests; mtls: a client certificate signed by the listener CA; none: anyone who reaches the path (must be explicit).',
+    }),
+  ),
+  { additionalProperties: false, title: 'HTTPS source', description: 'Messages POSTed to a path of the engine HTTPS listener.' },
+);
 
-const bearerToken = (header: string | undefined): string | undefined => {
-  const match = header === undefined ? null : /^Bearer[ \t]+(\S+)\s*$/i.exec(header);
-  return match?.[1];
-};
-
-const isJson = (contentType: string | undefined): boolean =>
-  contentType !== undefined && /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType);
-
-/** The request handler for one channel's path; httpsSource mounts it. */
-export const httpsReceiver = (config: HttpsSourceConfig, deps: HttpsSourceDeps): HttpsHandler => {
-  const { channel, intake, tokens, hmac, channelOf } = deps;
-  const log = deps.logger.child({ source: 'https' });
-  if ((config.auth === 'token' || config.auth === 'hmac') && !tokens) {
-    throw new FerryError('CONFIG_INVALID', `channel ${channel}: auth ${config.auth} needs the token table`);
-  }
-  if (config.auth === 'hmac' && !hmac) throw new FerryError('CONFIG_INVALID', `channel ${channel}: auth hmac needs an HMAC verifier`);
-  const allowed = config.allowIps.length > 0 ? addressMatcher(config.allowIps) : undefined;
-  const limiter = config.rateLimit && rateLimiter(config.rateLimit);
-
-  /** The id to take the message in under: the sender's, unless another channel already uses it. */
-  const intakeId = (header: string | undefined, client: string): string | undefined => {
-    if (header === undefined) return undefined;
-    if (!MESSAGE_ID.test(header)) {
-      log.warn({ client, header: header.slice(0, 200) }, `ignoring a malformed ${MESSAGE_ID_HEADER}; the message gets a new id`);
-      return undefined;
-    }
-    const owner = channelOf(header);
-    // One sender's message posted to two channels here is two messages, not a duplicate.
-    return owner === undefined || owner === channel ? header : `${header}-${channel}`;
-  };
-
-  return async (ctx: Koa.Context) => {
-    const req = ctx.req;
-    const client = req.socket.remoteAddress ?? '';
-    const no = (code: Parameters<typeof refuse>[2], message: string, options: Parameters<typeof refuse>[4] = {}): void =>
-      refuse(ctx, log, code, message, options);
-
-    if (config.requireTls && !(req.socket as Partial<TLSSocket>).encrypted) return no('HTTP_FORBIDDEN', 'this path accepts HTTPS only');
-    if (allowed && !allowed(client)) return no('HTTP_FORBIDDEN', `client address ${client} is not allowed on this path`);
-
-    const lengthHeader = req.headers['content-length'];
-    if (lengthHeader !== undefined && !/^\d+$/.test(lengthHeader)) return no('HTTP_BAD_REQUEST', 'Content-Length is not a number');
-    if (lengthHeader !== undefined && Number(lengthHeader) > config.maxBodyBytes) {
-      return no('HTTP_BODY_TOO_LARGE', `the body (${lengthHeader} bytes) exceeds the ${config.maxBodyBytes}-byte limit`);
-    }
-
-    // Declared a form; once the body is read, one that cannot be a form is taken as the message itself.
-    let isForm = ctx.request.is('application/x-www-form-urlencoded') === 'application/x-www-form-urlencoded';
-    const bearer = bearerToken(req.headers.authorization);
-    // Who is sending: names the message's source in the log and keys the rate limit.
-    let who: string | undefined;
-
-    const checkToken = (token: string): boolean => {
-      const verdict = tokens!.verify(token, channel);
-      if (verdict.ok) {
-        who = `token ${verdict.name}`;
-        return true;
-      }
-      if (verdict.reason === 'forbidden') no('HTTP_FORBIDDEN', `this token may not post to channel ${channel}`);
-      else no('HTTP_UNAUTHORIZED', 'unknown or revoked token');
-      return false;
-    };
-    const overLimit = (bodyRead: boolean): boolean => {
-      const verdict = limiter?.take(who ?? client);
-      if (!verdict || verdict.ok) return false;
-      no('HTTP_RATE_LIMITED', `rate limit of ${config.rateLimit!.requests} requests per ${config.rateLimit!.perMs} ms exceeded`, {
-        retryAfter: verdict.retryAfterMs / 1000,
-        bodyRead,
-        level: 'info',
-        log: { who },
-      });
-      return true;
-    };
-
-    if (config.auth === 'token') {
-      if (bearer !== undefined) {
-        if (!checkToken(bearer)) return;
-      } else if (!isForm) {
-        return no('HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token>');
-      }
-    } else if (config.auth === 'mtls') {
-      const cert = peerCertificate(ctx);
-      if (cert.state === 'none') return no('HTTP_UNAUTHORIZED', 'a client certificate is required on this path');
-      if (cert.state === 'untrusted') return no('HTTP_FORBIDDEN', `the client certificate is not trusted: ${cert.reason}`);
-      who = `cert ${cert.cn}`;
-    }
-    const identityKnown = config.auth === 'none' || who !== undefined;
-    if (identityKnown && overLimit(false)) return;
-
-    if (req.headers.expect?.toLowerCase() === '100-continue') ctx.res.writeContinue();
-    const read = await readBody(req, config.maxBodyBytes);
-    switch (read.kind) {
-      case 'too-large':
-        return no('HTTP_BODY_TOO_LARGE', `the body exceeds the ${config.maxBodyBytes}-byte limit`);
-      case 'length-mismatch':
-        return no('HTTP_BAD_REQUEST', `the body has ${read.received} bytes, Content-Length said ${read.declared}`);
-      case 'aborted':
-        log.info({ client, received: read.received }, 'HTTPS client went away before the end of its body');
-        return;
-    }
-    const body = read.body;
-    let message = body;
-
-    // `curl -d @message.hl7` declares a form; an Iguana-style form post is one.
-    if (isForm && !looksUrlEncoded(body)) isForm = false;
-    if (isForm) {
-      const fields = parseForm(body);
-      if (!fields) return no('HTTP_BAD_REQUEST', 'the form body is malformed (bad %-escape)', { bodyRead: true });
-      const field = fields.get('message');
-      if (!field) return no('HTTP_BAD_REQUEST', 'the form has no message field', { bodyRead: true });
-      message = field;
-      if (config.auth === 'token' && who === undefined) {
-        const token = fields.get('secret_token');
-        if (!token) return no('HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token> or a secret_token field', { bodyRead: true });
-        if (!checkToken(token.toString('utf8'))) return;
-      }
-    }
-
-    if (config.auth === 'hmac') {
-      let verdict;
-      try {
-        verdict = await hmac!.verify({ method: ctx.method, path: ctx.originalUrl, headers: req.headers, body });
-      } catch (error) {
-        const code = error instanceof FerryError ? error.code : 'REDIS_UNAVAILABLE';
-        return no(code, `cannot check the signature now: ${describeError(error)}`, { retryAfter: 5, bodyRead: true, level: 'error' });
-      }
-      if (!verdict.ok) return no('HTTP_UNAUTHORIZED', `signature refused: ${verdict.reason}`, { bodyRead: true });
-      const grant = tokens!.authorizeHmacKey(verdict.keyId, channel);
-      if (!grant.ok && grant.reason === 'forbidden') return no('HTTP_FORBIDDEN', `key ${verdict.keyId} may not post to channel ${channel}`, { bodyRead: true });
-      if (!grant.ok) return no('HTTP_UNAUTHORIZED', `unknown key ${verdict.keyId}`, { bodyRead: true });
-      who = `key ${verdict.keyId}`;
-    }
-    if (config.auth === 'token' && who === undefined) {
-      return no('HTTP_UNAUTHORIZED', 'missing token: send Authorization: Bearer <token> or a secret_token field', { bodyRead: true });
-    }
-    if (!identityKnown && overLimit(true)) return;
-
-    if (!isForm && isJson(req.headers['content-type'])) {
-      try {
-        JSON.parse(message.toString('utf8'));
-      } catch (error) {
-        return no('HTTP_BAD_REQUEST', `Content-Type is JSON but the body is not: ${(error as Error).message}`, { bodyRead: true });
-      }
-    }
-
-    const invalid = deps.validate?.(message);
-    if (invalid !== undefined) return no('HTTP_BAD_REQUEST', invalid, { bodyRead: true });
-
-    const headerId = req.headers[MESSAGE_ID_HEADER.toLowerCase()];
-    const id = intakeId(Array.isArray(headerId) ? headerId[0] : headerId, client);
-    const result = await intake.accept(message, { source: `${deps.label ?? 'https'} ${client}${who ? ` ${who}` : ''}`, requireHl7: false, id });
-    switch (result.kind) {
-      case 'accepted':
-        log.debug({ id: result.id, client, who, bytes: message.length, duplicate: result.duplicate }, 'HTTPS message accepted');
-        ctx.set(MESSAGE_ID_HEADER, result.id);
-        ctx.body = result.duplicate ? { Success: true, id: result.id, duplicate: true } : { Success: true, id: result.id };
-        return;
-      case 'ignored':
-        ctx.body = { Success: true, ignored: 'an HL7 acknowledgement is not processed' };
-        return;
-      case 'rejected':
-        return no('HTTP_BAD_REQUEST', describeError(result.error), { bodyRead: true, log: { id: result.id } });
-      case 'failed':
-        return no(result.error.code, `the message could not be stored; send it again: ${describeError(result.error)}`, {
-          retryAfter: 5,
-          bodyRead: true,
-          level: 'error',
-        });
-    }
-  };
-};
-
-/** Mounts the receiver on the listener while the channel runs. */
-export const httpsSource = (config: HttpsSourceConfig, deps: HttpsSourceDeps & { mount: HttpsMount }): HttpsSource => {
-  const handler = httpsReceiver(config, deps);
-  const inFlight = new Set<Promise<void>>();
-  let unmount: (() => void) | undefined;
-  return {
-    async start() {
-      unmount ??= deps.mount.mount(config.path, (ctx) => {
-        const work = handler(ctx);
-        inFlight.add(work);
-        return work.finally(() => inFlight.delete(work));
-      });
-    },
-    async stop() {
-      unmount?.();
-      unmount = undefined;
-      await Promise.allSettled([...inFlight]);
-    },
-  };
+export const httpsSourceConnector: SourceConnector<typeof schema, HttpsSourceConfig> = {
+  type: 'https',
+  schema,
+  check: (raw, check) => checkReceiver(raw, check, 'an https source'),
+  claims: receiverClaims,
+  normalize: (raw) => ({ type: 'https', ...normalizeReceiver(raw), auth: raw.auth }),
+  describe: (config) => `https ${config.path}`,
+  activity: (config, { httpsUrl }) => `receiving on ${httpsUrl ?? 'https://?'}${config.path}`,
+  intakeOptions: () => ({ requireHl7: false }),
+  auth: (config) => config.auth,
+  httpsPath: (config) => config.path,
+  create: (config, context) => createReceiver(config, context, 'an https source'),
 };

@@ -4,14 +4,14 @@ import { encodeHl7 } from '../hl7/charset.ts';
 import type { Hl7Header } from '../hl7/header.ts';
 import type { Intake } from '../intake.ts';
 import { logThrottle } from '../log-throttle.ts';
-import type { MllpPeer } from './mllp.ts';
+import type { MllpPeer } from './mllp-listener.ts';
 
 // How an MLLP listener answers each frame (HL7 v2 ch.2, original acknowledgment mode):
 //   AA — after the message is committed (message log + queue): the ACK is a promise;
 //   AE — the commit failed, or the channel is full (QUEUE_FULL): the sender keeps the message and retries;
 //   AR — the frame is not HL7 (or undecodable): retrying it unchanged cannot help;
 //   nothing — the frame is itself an ACK: an engine must never ACK an ACK. Nor is it a message, so it
-//             does not keep the connection from idling (sources/mllp.ts).
+//             does not keep the connection from idling (sources/mllp-listener.ts).
 
 // An ACK sent to a listener means a sender is misconfigured (or probing): worth a warning that names
 // the sender's address and the ACK's MSH-10. But a sender can send them as fast as it likes, so only

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { join } from 'node:path';
-import { parseConfig } from '../../engine/config.ts';
+import { parseConfig } from '../../engine/config/load.ts';
 import { FerryError } from '../../engine/errors.ts';
 
 // engine.tokens: where `ferry token` and https sources find the token table.

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { mllpClient, type MllpClientOptions } from '../../engine/clients/mllp.ts';
 import { FerryError } from '../../engine/errors.ts';
 import { encodeFrame } from '../../engine/hl7/mllp.ts';
-import { mllpSource, type MllpPeer, type MllpSourceOptions } from '../../engine/sources/mllp.ts';
+import { mllpListener, type MllpPeer, type MllpListenerOptions } from '../../engine/sources/mllp-listener.ts';
 import { mllpServer } from '../helpers/mllp-server.ts';
 
 const msg = (id: string): string => `MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000||ADT^A01|${id}|P|2.5\rPID|1||${id}\r`;
@@ -14,9 +14,9 @@ const controlId = (payload: Buffer): string => /\|ADT\^A01\|([^|]+)\|/.exec(payl
 const ack = (id: string): string => `MSH|^~\\&|FERRY|X|LAB|HOSP|20240101120000||ACK|A${id}|P|2.5\rMSA|AA|${id}\r`;
 
 /** An MLLP source on `port` (0 = any) that ACKs by control id and records which connection sent what. */
-const startSource = async (t: ExecutionContext, port = 0, handle?: MllpSourceOptions['handle']) => {
+const startSource = async (t: ExecutionContext, port = 0, handle?: MllpListenerOptions['handle']) => {
   const seen: Array<{ id: string; peer: MllpPeer }> = [];
-  const source = mllpSource({
+  const source = mllpListener({
     host: '127.0.0.1',
     port,
     maxFrameBytes: 1024 * 1024,

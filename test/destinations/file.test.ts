@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createChannel } from '../../engine/channel.ts';
-import type { FileDestinationConfig } from '../../engine/config.ts';
+import type { FileDestinationConfig } from '../../engine/destinations/file.ts';
 import type { Delivery } from '../../engine/destinations/destination.ts';
 import { fileDestination, fileNameFor } from '../../engine/destinations/file.ts';
 import { FerryError } from '../../engine/errors.ts';
@@ -246,7 +246,7 @@ const inChannel = async (t: ExecutionContext, out: string) => {
       // Retried forever, every 10 ms: a failure taken for transient would never settle.
       destinations: [{ ...config(out, '{controlId}.hl7'), retry: { attempts: 0, backoff: 'fixed', delayMs: 10, maxDelayMs: 10 } }],
     },
-    { store, connection: redisConnectionOptions({ path: redis.path }), logger, intakeOf: () => undefined },
+    { store, connection: redisConnectionOptions({ path: redis.path }), logger, services: { intakeOf: () => undefined } },
   );
   t.teardown(() => channel.close());
   await channel.start();

@@ -6,7 +6,8 @@ import tls from 'node:tls';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { createChannel } from '../../engine/channel.ts';
-import type { ChannelConfig, MllpDestinationConfig } from '../../engine/config.ts';
+import type { ChannelConfig } from '../../engine/config/contract.ts';
+import type { MllpDestinationConfig } from '../../engine/destinations/mllp.ts';
 import type { Delivery } from '../../engine/destinations/destination.ts';
 import { mllpDestination } from '../../engine/destinations/mllp.ts';
 import { FerryError, type ErrorCode } from '../../engine/errors.ts';
@@ -14,7 +15,7 @@ import { buildAck } from '../../engine/hl7/ack.ts';
 import { readHeader } from '../../engine/hl7/header.ts';
 import { createMllpDecoder, encodeFrame } from '../../engine/hl7/mllp.ts';
 import { redisConnectionOptions } from '../../engine/redis/connection.ts';
-import { mllpSource } from '../../engine/sources/mllp.ts';
+import { mllpListener } from '../../engine/sources/mllp-listener.ts';
 import { openMessageStore } from '../../engine/store/message-store.ts';
 import { makeCerts } from '../https/helpers.ts';
 import { captureLogger } from '../helpers/logger.ts';
@@ -51,7 +52,7 @@ type Answer = (payload: Buffer, nth: number) => Promise<string | null> | string 
 /** An MLLP peer (Ferry's own listener) that answers each frame as `answer` says and records what it got, on which connection. */
 const peer = async (t: ExecutionContext, answer: Answer, port = 0) => {
   const received: Received[] = [];
-  const source = mllpSource({
+  const source = mllpListener({
     host: '127.0.0.1',
     port,
     maxFrameBytes: 1024 * 1024,
@@ -308,7 +309,7 @@ const inChannel = async (t: ExecutionContext, port: number, overrides: Partial<M
     store,
     connection: redisConnectionOptions({ path: redis.path }),
     logger: pino({ level: 'silent' }),
-    intakeOf: () => undefined,
+    services: { intakeOf: () => undefined },
   });
   t.teardown(() => channel.close());
   await channel.start();

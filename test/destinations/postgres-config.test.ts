@@ -1,5 +1,6 @@
 import test from 'ava';
-import { parseConfig, type PostgresDestinationConfig } from '../../engine/config.ts';
+import { parseConfig } from '../../engine/config/load.ts';
+import type { PostgresDestinationConfig } from '../../engine/destinations/postgres.ts';
 import { FerryError } from '../../engine/errors.ts';
 
 // The postgres destination's keys in channels.yaml: defaults, values, ${ENV} in the URL, and the

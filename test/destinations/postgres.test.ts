@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { DatabaseError } from 'pg';
 import { pino } from 'pino';
-import type { PostgresDestinationConfig } from '../../engine/config.ts';
+import type { PostgresDestinationConfig } from '../../engine/destinations/postgres.ts';
 import type { Delivery } from '../../engine/destinations/destination.ts';
 import { classifyPostgresError, describeTarget, postgresDestination } from '../../engine/destinations/postgres.ts';
 import { FerryError, isFerryError, type ErrorCode } from '../../engine/errors.ts';

@@ -24,7 +24,7 @@ const setup = () => {
   hub.connect({ connectionId: 'c1', send: (frame) => frames.push(JSON.parse(frame) as Record<string, unknown>) });
   hub.subscribe('c1', 'lab');
   frames.length = 0;
-  const dest = websocketDestination({ name: 'push', type: 'websocket', order: 'fifo', retry: { attempts: 5, backoff: 'exponential', delayMs: 1000, maxDelayMs: 300_000 }, topic: 'lab' }, hub);
+  const dest = websocketDestination({ name: 'push', type: 'websocket', order: 'fifo', retry: { attempts: 5, backoff: 'exponential', delayMs: 1000, maxDelayMs: 300_000 }, topic: 'lab' }, { push: hub });
   return { dest, frames };
 };
 

@@ -1,7 +1,8 @@
 import type { ExecutionContext } from 'ava';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { parseConfig, type FerryConfig } from '../../engine/config.ts';
+import type { FerryConfig } from '../../engine/config/contract.ts';
+import { parseConfig } from '../../engine/config/load.ts';
 import { FerryError } from '../../engine/errors.ts';
 import { tempDir } from './temp.ts';
 

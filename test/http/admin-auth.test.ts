@@ -6,10 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { createSessions } from '../../engine/auth/sessions.ts';
 import type { ChannelInfo } from '../../engine/channel.ts';
-import type { DestinationConfig } from '../../engine/config.ts';
-import { newMessageId } from '../../engine/ids.ts';
+import type { DestinationConfig } from '../../engine/config/contract.ts';
+import { newMessageId } from '../../engine/wire/ids.ts';
 import { createIntake } from '../../engine/intake.ts';
 import { createQueue, inboundQueueName, type InboundJob } from '../../engine/pipeline/queues.ts';
+import type { MllpSourceConfig } from '../../engine/sources/mllp.ts';
 import { fakeChannel, startAdmin, writeTestUsers, type AdminHarness, type Client, type TestUser } from '../helpers/admin.ts';
 import { eventually } from '../helpers/temp.ts';
 
@@ -28,8 +29,9 @@ const HL7 = 'MSH|^~\\&|REG|HOSP|FERRY|LAB|20260101120000||ADT^A01^ADT_A01|C1|P|2
 
 /** The admin app with the three users, one channel with a real intake, and one logged message. */
 const withUsers = async (t: ExecutionContext, extra: Parameters<typeof startAdmin>[1] = {}): Promise<AdminHarness & { messageId: string }> => {
+  const source: MllpSourceConfig = { type: 'mllp', host: '127.0.0.1', port: 2575, maxFrameBytes: 1 << 20, idleTimeoutMs: 60_000, maxConnections: 10, maxConnectionsPerAddress: 10 };
   const channel = fakeChannel(adtInfo, {
-    source: { type: 'mllp', host: '127.0.0.1', port: 2575, maxFrameBytes: 1 << 20, idleTimeoutMs: 60_000, maxConnections: 10, maxConnectionsPerAddress: 10 },
+    source,
     destinations: [{ name: 'archive' } as DestinationConfig],
   });
   const admin = await startAdmin(t, { users: USERS, channels: [channel], ...extra });

@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
-import { loadConfig } from '../../engine/config.ts';
+import { loadConfig } from '../../engine/config/load.ts';
 import { startEngine } from '../../engine/engine.ts';
 import { makeCerts, send } from '../https/helpers.ts';
 import { writeTestUsers } from '../helpers/admin.ts';

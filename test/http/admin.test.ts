@@ -1,7 +1,7 @@
 import type { ExecutionContext } from 'ava';
 import test from 'ava';
 import type { ChannelInfo } from '../../engine/channel.ts';
-import { newMessageId } from '../../engine/ids.ts';
+import { newMessageId } from '../../engine/wire/ids.ts';
 import type { MessageStore, ReceivedMessage } from '../../engine/store/message-store.ts';
 import { fakeChannel, startAdmin } from '../helpers/admin.ts';
 import { adtMessage } from '../helpers/hl7.ts';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { addressMatcher, parseAddressRule } from '../../engine/http/address-rules.ts';
+import { addressMatcher, parseAddressRule } from '../../engine/wire/address-rules.ts';
 
 const rules = ['10.0.0.0/8', '192.168.1.7', '2001:db8::/32', '::1'];
 const allowed = addressMatcher(rules);

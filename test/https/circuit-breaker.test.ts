@@ -1,6 +1,6 @@
 import test from 'ava';
 import { circuitBreaker } from '../../engine/destinations/circuit-breaker.ts';
-import { deliveryMessageId, parseRetryAfter, urlAllowed } from '../../engine/destinations/https.ts';
+import { parseRetryAfter, urlAllowed } from '../../engine/destinations/https.ts';
 
 test('closed → open after N consecutive failures → half-open probe → closed', (t) => {
   let now = 0;
@@ -73,8 +73,3 @@ for (const [url, expected] of urls) {
     t.is(urlAllowed(new URL(url), prefixes), expected);
   });
 }
-
-test('the id sent to receivers: the message id, plus the output index after the first', (t) => {
-  t.is(deliveryMessageId({ id: '01ABC', output: 0 }), '01ABC');
-  t.is(deliveryMessageId({ id: '01ABC', output: 3 }), '01ABC-3');
-});

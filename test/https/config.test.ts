@@ -1,6 +1,6 @@
 import test from 'ava';
 import { join } from 'node:path';
-import { parseConfig } from '../../engine/config.ts';
+import { parseConfig } from '../../engine/config/load.ts';
 import { configProblems, configProject, parseConfigIn } from '../helpers/config.ts';
 
 // The HTTPS keys of channels.yaml: engine.https, https sources, https destinations — their

@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { createHmacVerifier, memoryNonceStore, signRequest } from '../../engine/auth/hmac.ts';
 import { addHmacKey, addToken, openTokenTable, revokeToken, type TokenTable } from '../../engine/auth/tokens.ts';
-import type { HttpsListenerConfig, HttpsSourceConfig } from '../../engine/config.ts';
+import type { HttpsListenerConfig } from '../../engine/config/contract.ts';
+import type { HttpsSourceConfig } from '../../engine/sources/https.ts';
 import { FerryError } from '../../engine/errors.ts';
 import { httpsListener, type HttpsListener } from '../../engine/http/https-listener.ts';
 import type { Intake, IntakeOptions, IntakeResult } from '../../engine/intake.ts';
-import { httpsReceiver, httpsSource } from '../../engine/sources/https.ts';
+import { httpsReceiver, receiverSource } from '../../engine/sources/https-receiver.ts';
 import { eventually } from '../helpers/temp.ts';
 import { captureLogger } from '../helpers/logger.ts';
 import { makeCerts, send, type TestCerts } from './helpers.ts';
@@ -432,7 +433,7 @@ test('httpsSource: mounted on start, 503 after stop, and stop waits for a reques
     },
     async drain() {},
   };
-  const src = httpsSource(source('/in/adt'), { channel: 'adt', intake, logger, mount: server, channelOf: () => undefined });
+  const src = receiverSource(source('/in/adt'), { channel: 'adt', intake, logger, mount: server, channelOf: () => undefined });
   const { url } = await server.start();
   t.teardown(() => server.stop());
   t.is((await send(`${url}/in/adt`, { ca: ca(), body: 'early' })).status, 503);

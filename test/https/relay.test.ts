@@ -3,9 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { addToken, openTokenTable } from '../../engine/auth/tokens.ts';
 import { createChannel } from '../../engine/channel.ts';
-import type { ChannelConfig } from '../../engine/config.ts';
+import type { ChannelConfig } from '../../engine/config/contract.ts';
+import type { HttpsDestinationConfig } from '../../engine/destinations/https.ts';
 import { httpsListener } from '../../engine/http/https-listener.ts';
 import { redisConnectionOptions } from '../../engine/redis/connection.ts';
+import type { HttpsSourceConfig } from '../../engine/sources/https.ts';
 import { openMessageStore } from '../../engine/store/message-store.ts';
 import { startTestRedis } from '../helpers/redis.ts';
 import { eventually, tempDir } from '../helpers/temp.ts';
@@ -38,40 +40,39 @@ test('POST {method, url, body} → stored, answered, then delivered to url with 
     paths: ['/relay'],
     logger,
   });
+  const source: HttpsSourceConfig = { type: 'https', path: '/relay', maxBodyBytes: 65_536, allowIps: [], requireTls: true, auth: 'token', rateLimit: undefined };
+  const forward: HttpsDestinationConfig = {
+    name: 'forward',
+    type: 'https',
+    order: 'parallel',
+    // A 100 ms backoff: the second try must still wait for the far end's Retry-After: 1.
+    retry: { attempts: 0, backoff: 'fixed', delayMs: 100, maxDelayMs: 60_000 },
+    url: `${api.url}/default`,
+    token: undefined,
+    hmac: undefined,
+    ca: certs.ca,
+    cert: undefined,
+    key: undefined,
+    timeoutMs: 5000,
+    headers: {},
+    allowDynamicUrl: [`${api.url}/api/`],
+    circuitBreaker: { failures: 5, cooldownMs: 30_000 },
+  };
   const config: ChannelConfig = {
     name: 'relay',
-    source: { type: 'https', path: '/relay', maxBodyBytes: 65_536, allowIps: [], requireTls: true, auth: 'token', rateLimit: undefined },
+    source,
     script: RELAY_SCRIPT,
     scriptLimits: { memoryBytes: 32 * 1024 * 1024, timeoutMs: 2000, maxOutputs: 1000 },
     concurrency: 1,
     maxQueued: 1000,
     dedupe: undefined,
-    destinations: [
-      {
-        name: 'forward',
-        type: 'https',
-        order: 'parallel',
-        // A 100 ms backoff: the second try must still wait for the far end's Retry-After: 1.
-        retry: { attempts: 0, backoff: 'fixed', delayMs: 100, maxDelayMs: 60_000 },
-        url: `${api.url}/default`,
-        token: undefined,
-        hmac: undefined,
-        ca: certs.ca,
-        cert: undefined,
-        key: undefined,
-        timeoutMs: 5000,
-        headers: {},
-        allowDynamicUrl: [`${api.url}/api/`],
-        circuitBreaker: { failures: 5, cooldownMs: 30_000 },
-      },
-    ],
+    destinations: [forward],
   };
   const channel = createChannel(config, {
     store,
     connection: redisConnectionOptions({ path: redis.path }),
     logger,
-    intakeOf: () => undefined,
-    https: { listener, tokens },
+    services: { intakeOf: () => undefined, https: { listener, tokens } },
   });
   t.teardown(() => channel.close());
   await channel.start();

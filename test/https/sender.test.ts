@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHmacVerifier, memoryNonceStore } from '../../engine/auth/hmac.ts';
-import type { HttpsDestinationConfig } from '../../engine/config.ts';
+import type { HttpsDestinationConfig } from '../../engine/destinations/https.ts';
 import { httpsDestination } from '../../engine/destinations/https.ts';
 import type { Delivery } from '../../engine/destinations/destination.ts';
 import { FerryError, type ErrorCode } from '../../engine/errors.ts';

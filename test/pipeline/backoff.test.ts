@@ -1,5 +1,5 @@
 import test from 'ava';
-import type { RetryPolicy } from '../../engine/config.ts';
+import type { RetryPolicy } from '../../engine/config/contract.ts';
 import { INTERNAL_RETRY, mayRetry, nextTryIn, retryDelay } from '../../engine/pipeline/backoff.ts';
 
 const exponential: RetryPolicy = { attempts: 5, backoff: 'exponential', delayMs: 1000, maxDelayMs: 10_000 };

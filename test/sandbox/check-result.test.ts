@@ -1,4 +1,5 @@
 import test from 'ava';
+import { destinationConnectors } from '../../engine/connectors.ts';
 import { createTranslator } from '../../engine/sandbox/translator.ts';
 import { FerryError } from '../../engine/errors.ts';
 import { checkResult, type ResultRules } from '../../engine/sandbox/check-result.ts';
@@ -40,13 +41,13 @@ const refused: Array<[string, unknown, string, Partial<ResultRules>?]> = [
     'a url on a channel none of whose destinations follows one',
     { outputs: ['a'], meta: [{ url: 'https://x.example/' }], logs: [] },
     'output 0: ctx.deliver url is followed only by https destinations, and this channel has none (its destinations: archive (file), push (websocket))',
-    { destinations: [{ name: 'archive', type: 'file' }, { name: 'push', type: 'websocket' }] },
+    { deliverTo: { destinations: [{ name: 'archive', type: 'file' }, { name: 'push', type: 'websocket' }], followers: destinationConnectors } },
   ],
   [
     'a connection id on a channel without a websocket destination',
     { outputs: ['a'], meta: [{ connectionId: 'c1' }], logs: [] },
     'output 0: ctx.deliver connectionId is followed only by websocket destinations, and this channel has none (its destinations: api (https))',
-    { destinations: [{ name: 'api', type: 'https' }] },
+    { deliverTo: { destinations: [{ name: 'api', type: 'https' }], followers: destinationConnectors } },
   ],
 ];
 
@@ -72,7 +73,7 @@ test('a good result comes back as fresh plain objects, the method in upper case'
   const headers = Object.create(null) as Record<string, string>;
   headers['X-Trace'] = 'a1';
   const given = { outputs: ['a', 'b'], meta: [{ url: 'https://x.example/in', method: 'put', headers }, null], logs: [{ level: 'warn', message: 'hm' }] };
-  const checked = checkResult(given, { ...RULES, destinations: [{ name: 'api', type: 'https' }] });
+  const checked = checkResult(given, { ...RULES, deliverTo: { destinations: [{ name: 'api', type: 'https' }], followers: destinationConnectors } });
   t.deepEqual(checked, { outputs: ['a', 'b'], meta: [{ url: 'https://x.example/in', method: 'PUT', headers: { 'X-Trace': 'a1' } }, null], logs: [{ level: 'warn', message: 'hm' }] });
   t.is(Object.getPrototypeOf(checked.meta![0]!.headers), Object.prototype);
   t.not(checked.meta![0]!.headers, headers);

@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { loadConfig } from '../../engine/config.ts';
+import { loadConfig } from '../../engine/config/load.ts';
 import { checkScripts } from '../../engine/sandbox/check.ts';
 import { typecheckScripts } from '../../engine/sandbox/typecheck.ts';
 import { channelsFolder } from './fixture.ts';

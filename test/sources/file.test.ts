@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { appendFile, chmod, mkdir, readFile, readdir, rename, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { FileSourceConfig } from '../../engine/config.ts';
+import type { FileSourceConfig } from '../../engine/sources/file.ts';
 import { FerryError } from '../../engine/errors.ts';
 import { decodeAs } from '../../engine/hl7/charset.ts';
 import type { Intake, IntakeOptions, IntakeResult } from '../../engine/intake.ts';

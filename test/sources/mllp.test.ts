@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { mllpClient, type MllpTlsOptions } from '../../engine/clients/mllp.ts';
 import { FerryError } from '../../engine/errors.ts';
-import { mllpSource, type MllpPeer, type MllpSourceOptions } from '../../engine/sources/mllp.ts';
+import { mllpListener, type MllpPeer, type MllpListenerOptions } from '../../engine/sources/mllp-listener.ts';
 import { makeCerts } from '../https/helpers.ts';
 import { captureLogger } from '../helpers/logger.ts';
 import { eventually } from '../helpers/temp.ts';
@@ -23,10 +23,10 @@ const msg = (id: string): string => `MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000|
 const ack = (payload: Buffer): string => `MSH|^~\\&|FERRY|X|LAB|HOSP|20240101120000||ACK|A|P|2.5\rMSA|AA|${/\|ADT\^A01\|([^|]+)\|/.exec(payload.toString('latin1'))?.[1]}\r`;
 
 /** Starts a source on port 0 with a logger that records its lines; stopped in teardown. */
-const startSource = async (t: ExecutionContext, overrides: Partial<MllpSourceOptions> = {}) => {
+const startSource = async (t: ExecutionContext, overrides: Partial<MllpListenerOptions> = {}) => {
   const { logger, lines } = captureLogger();
   const calls: Array<{ payload: string; peer: MllpPeer }> = [];
-  const source = mllpSource({
+  const source = mllpListener({
     host: '127.0.0.1',
     port: 0,
     maxFrameBytes: 64 * 1024,
@@ -441,7 +441,7 @@ test('over TLS, stop() closes a connection still in its handshake without waitin
 });
 
 test('stop() before start() resolves', async (t) => {
-  const source = mllpSource({
+  const source = mllpListener({
     host: '127.0.0.1', port: 0, maxFrameBytes: 1000, idleTimeoutMs: 1000, maxConnections: 1, maxConnectionsPerAddress: 1,
     logger: pino({ level: 'silent' }), handle: async () => null,
   });
@@ -451,7 +451,7 @@ test('stop() before start() resolves', async (t) => {
 
 test('a port in use rejects with PORT_IN_USE naming host:port', async (t) => {
   const { source } = await startSource(t);
-  const second = mllpSource({
+  const second = mllpListener({
     host: '127.0.0.1', port: source.port, maxFrameBytes: 1000, idleTimeoutMs: 1000, maxConnections: 1, maxConnectionsPerAddress: 1,
     logger: pino({ level: 'silent' }), handle: async () => null,
   });

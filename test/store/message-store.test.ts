@@ -3,9 +3,10 @@ import test from 'ava';
 import { Database, type SqliteDatabase } from '../../engine/store/sqlite.ts';
 import { join } from 'node:path';
 import { FerryError } from '../../engine/errors.ts';
-import { newMessageId } from '../../engine/ids.ts';
+import { newMessageId } from '../../engine/wire/ids.ts';
 import type { Status } from '../../engine/message.ts';
-import { openMessageStore, toFtsQuery, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
+import { toFtsQuery } from '../../engine/store/message-list.ts';
+import { openMessageStore, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
 import { SCHEMA_VERSION } from '../../engine/store/schema.ts';
 import { tempDir } from '../helpers/temp.ts';
 

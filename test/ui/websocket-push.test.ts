@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { pino } from 'pino';
 import { addToken } from '../../engine/auth/tokens.ts';
-import { loadConfig } from '../../engine/config.ts';
+import { loadConfig } from '../../engine/config/load.ts';
 import { startEngine } from '../../engine/engine.ts';
 import { CHROMIUM, screenshot, unnamedControls } from '../helpers/browser.ts';
 import { openMllpClient, sendForAck } from '../helpers/mllp.ts';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addToken, openTokenTable, revokeToken } from '../../engine/auth/tokens.ts';
-import type { WebSocketConfig } from '../../engine/config.ts';
+import type { WebSocketConfig } from '../../engine/config/contract.ts';
 import { httpsListener } from '../../engine/http/https-listener.ts';
 import { createPushHub, type PushHub } from '../../engine/push/hub.ts';
 import { closeCodes, websocketEndpoint, type WebSocketEndpoint } from '../../engine/push/websocket-endpoint.ts';

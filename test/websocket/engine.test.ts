@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { signRequest } from '../../engine/auth/hmac.ts';
 import { addHmacKey, addToken } from '../../engine/auth/tokens.ts';
-import { loadConfig } from '../../engine/config.ts';
+import { loadConfig } from '../../engine/config/load.ts';
 import { startEngine, type Engine } from '../../engine/engine.ts';
 import { makeCerts, send, type TestCerts } from '../https/helpers.ts';
 import { adtMessage } from '../helpers/hl7.ts';

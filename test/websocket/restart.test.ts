@@ -2,7 +2,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { addToken } from '../../engine/auth/tokens.ts';
-import { loadConfig } from '../../engine/config.ts';
+import { loadConfig } from '../../engine/config/load.ts';
 import { startEngine, type Engine } from '../../engine/engine.ts';
 import { adtMessage } from '../helpers/hl7.ts';
 import { sendOnce } from '../helpers/mllp.ts';

@@ -4,10 +4,10 @@
 // from the sandbox (sandbox/check-result.ts): that check is the one that counts, because the prelude
 // shares a context with the script. readOutputMeta is bundled into the sandbox too, so it uses only
 // the builtins captured in sandbox/intrinsics.ts.
-import type { DestinationConfig } from './config.ts';
-import { headerProblem } from './http/headers.ts';
-import type { OutputMeta } from './message.ts';
-import { isArray, keysOf, matches, record, sliceOf, upperCase } from './sandbox/intrinsics.ts';
+import type { DestinationConfig } from '../config/contract.ts';
+import type { OutputMeta } from '../message.ts';
+import { isArray, keysOf, matches, record, sliceOf, upperCase } from '../sandbox/intrinsics.ts';
+import { headerProblem } from './headers.ts';
 
 export const DELIVER_METHODS: readonly string[] = ['POST', 'PUT', 'PATCH', 'DELETE'];
 /** RFC 9110 asks servers to take at least 8000 octets; longer URLs are often refused. */
@@ -17,14 +17,6 @@ export const MAX_HEADER_CHARS = 8192;
 
 const HTTP_URL = /^https?:\/\/\S+$/;
 const CONNECTION_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** The destination types that follow each option; the others ignore it. */
-const FOLLOWED_BY: Record<keyof OutputMeta, ReadonlyArray<DestinationConfig['type']>> = {
-  url: ['https'],
-  method: ['https'],
-  headers: ['https'],
-  connectionId: ['websocket'],
-};
 
 const got = (value: unknown): string =>
   typeof value === 'string' ? `"${value.length <= 200 ? value : `${sliceOf(value, 0, 200)}…`}"` : value === null ? 'null' : `a ${typeof value}`;
@@ -90,14 +82,23 @@ export const readOutputMeta = (options: unknown): OutputMeta | string => {
   return meta;
 };
 
+/** Each destination type with the options it follows (the others ignore them): connectors.ts's list. */
+export type Followers = ReadonlyArray<{ type: string; follows?: ReadonlyArray<keyof OutputMeta> }>;
+
+/** A channel's destinations, and what follows which option. */
+export interface DeliverTargets {
+  destinations: ReadonlyArray<Pick<DestinationConfig, 'name' | 'type'>>;
+  followers: Followers;
+}
+
 /**
  * An option of `meta` that none of the channel's destinations follows, said as an error; undefined
  * when each is followed by one. A url on a channel that only writes files is a mistake to report,
  * not an option to drop in silence. (Engine only: the sandbox does not know the destinations.)
  */
-export const unfollowedOption = (meta: OutputMeta, destinations: ReadonlyArray<Pick<DestinationConfig, 'name' | 'type'>>): string | undefined => {
+export const unfollowedOption = (meta: OutputMeta, { destinations, followers }: DeliverTargets): string | undefined => {
   for (const key of keysOf(meta) as Array<keyof OutputMeta>) {
-    const types = FOLLOWED_BY[key];
+    const types = followers.filter((follower) => follower.follows?.includes(key)).map((follower) => follower.type);
     if (destinations.some((destination) => types.includes(destination.type))) continue;
     const names = destinations.map((destination) => `${destination.name} (${destination.type})`).join(', ');
     return `ctx.deliver ${key} is followed only by ${types.join(' or ')} destinations, and this channel has none (its destinations: ${names || 'none'})`;

@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 // Message ids are ULIDs (Crockford base32: 10 chars of milliseconds + 16 of randomness): unique
 // without coordination, safe in file names, and sortable by arrival so the message log can page
 // by id. Within one millisecond the random part is incremented, keeping ids strictly increasing.
+// Ids derived from another (a hand-off, an output after the first, a message of a file) add a
+// suffix: the same input always gives the same id, which is what receivers deduplicate on.
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -42,6 +44,19 @@ export const newMessageId = (now: number = Date.now()): string => {
 /** The id a hand-off to another channel gets: derived, so a replayed hand-off is recognised. */
 export const handoffMessageId = (parentId: string, destination: string, index: number): string =>
   `${parentId}-${destination}-${index}`;
+
+/**
+ * The id a receiver deduplicates on (an https destination's MESSAGE_ID_HEADER, a postgres
+ * destination's :ferry_id): stable across retries, restarts and resends of the same output.
+ */
+export const deliveryMessageId = (delivery: { id: string; output: number }): string =>
+  delivery.output > 0 ? `${delivery.id}-${delivery.output}` : delivery.id;
+
+// A ULID, optionally with a derived suffix (hand-offs "-<destination>-<n>", outputs "-<n>").
+const MESSAGE_ID = /^[0-9A-HJKMNP-TV-Z]{26}(?:-[A-Za-z0-9_-]{1,160})?$/;
+
+/** Whether a sender's id (MESSAGE_ID_HEADER) is one Ferry could have made: a ULID, or one derived from it. */
+export const isMessageId = (id: string): boolean => MESSAGE_ID.test(id);
 
 /**
  * The id of message `index` (0-based) of a file read by a file source: derived from the file's

@@ -1,14 +1,21 @@
-// Which request headers users may set, in one place: the https destination's configured `headers`
-// (config.ts), a script's ctx.deliver headers (checked in the sandbox's prelude, then again by the
-// engine, which is the authority: output-meta.ts), and the request the https destination builds.
-// This file is also bundled into the sandbox, so it uses only the builtins captured in intrinsics.ts.
+// The HTTP headers Ferry owns, and which request headers users may set, in one place: the https
+// destination's configured `headers` (its config check), a script's ctx.deliver headers (checked in
+// the sandbox's prelude, then again by the engine, which is the authority: output-meta.ts), and the
+// request the https destination builds. This file is also bundled into the sandbox, so it uses only
+// the builtins captured in intrinsics.ts.
 import { codeUnitAt, lowerCase, matches, sliceOf } from '../sandbox/intrinsics.ts';
+
+/**
+ * The header a sending Ferry puts its message id in (the https destination) and a receiving one
+ * takes it from (the https source): a resend with the same id is not processed twice.
+ */
+export const MESSAGE_ID_HEADER = 'X-Ferry-Message-Id';
 
 /**
  * Headers Ferry or the HTTP layer sets: Host and the framing (a script's Transfer-Encoding next to
  * Ferry's Content-Length would smuggle a second request past a proxy), the hop-by-hop headers that
  * belong to the connection Ferry manages (RFC 9110 §7.6.1), and the id receivers deduplicate on
- * (X-Ferry-Message-Id, sources/https.ts). Lower case.
+ * (MESSAGE_ID_HEADER). Lower case.
  */
 export const RESERVED_HEADERS: readonly string[] = [
   'host',
@@ -20,7 +27,7 @@ export const RESERVED_HEADERS: readonly string[] = [
   'te',
   'trailer',
   'upgrade',
-  'x-ferry-message-id',
+  lowerCase(MESSAGE_ID_HEADER),
 ];
 
 /** A header name is an RFC 9110 token. */
