@@ -166,7 +166,7 @@ test.serial('the embedded Redis killed -9 twice under load: restarted, senders n
   t.is(await engine.stop(), 0);
 });
 
-test.serial('Redis not answering (SIGSTOP): AE within engine.commitTimeout, never AA; the engine resumes by itself', async (t) => {
+test.serial('Redis not answering (SIGSTOP): messages are still acknowledged, once in the message log, and delivered when it answers again', async (t) => {
   const { dir, port, configFile } = await project(t, { engine: 'commitTimeout: 1s' });
   const watches = await watchAll(t, dir, ['archive', 'mirror']);
   const engine = await startEngineProcess(t, configFile, dir);
@@ -176,27 +176,19 @@ test.serial('Redis not answering (SIGSTOP): AE within engine.commitTimeout, neve
 
   const pid = (await redisPid(join(dir, 'data')))!;
   process.kill(pid, 'SIGSTOP');
-  const stoppedAt = Date.now();
   let continued = false;
   t.teardown(() => {
     if (!continued) process.kill(pid, 'SIGCONT');
   });
-  await sleep(4_000);
+  // The message log is what makes a message durable: intake goes on acknowledging while Redis hangs.
+  await ackedSince(load, 20, 'ACKs while Redis is stopped');
   // The health check answers while Redis hangs (bounded PING), and says degraded.
   const health = await fetch(`${engine.adminUrl}/healthz`, { signal: AbortSignal.timeout(5_000) });
   t.is(health.status, 503);
   process.kill(pid, 'SIGCONT');
   continued = true;
-  const continuedAt = Date.now();
   await ackedSince(load, 20, 'ACKs after Redis continues', 20_000);
   await load.stop();
-
-  // Tries that began after Redis stopped and ended before it continued: refused, never acknowledged.
-  const during = load.attempts.filter((a) => a.startedAt > stoppedAt + 20 && a.endedAt < continuedAt);
-  t.true(during.length >= 4, `${during.length} tries while Redis was stopped`);
-  t.deepEqual([...new Set(during.map((a) => a.outcome))], ['AE']);
-  for (const a of during) t.true(a.endedAt - a.startedAt < 2_500, `AE after ${a.endedAt - a.startedAt} ms`);
-  t.regex(engine.output(), /"msg":"cannot queue the message: REDIS_UNAVAILABLE: Redis did not answer within 1000 ms"/);
 
   const [archive, mirror] = await settle(load, watches);
   assertClean(t, 'archive', archive!);

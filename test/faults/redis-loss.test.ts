@@ -14,10 +14,13 @@ import { eventually } from '../helpers/temp.ts';
 // changed), each running channel queues again what Redis no longer holds. The loss is simulated by
 // removing jobs, then Redis is killed and restarted by the engine's supervisor.
 
-// Slow enough that messages wait in the inbound queue while the test removes some of them.
+// L1 and L2 slow enough that the messages after them wait in the inbound queue (as one job: the
+// channel's queue gathers what arrives while its translator is busy) while the test removes it.
 const SCRIPT = `export default (msg: Message) => {
-  const end = Date.now() + 400;
-  while (Date.now() < end) {}
+  if (msg.get('MSH-10') === 'L1' || msg.get('MSH-10') === 'L2') {
+    const end = Date.now() + 800;
+    while (Date.now() < end) {}
+  }
   return msg;
 };`;
 
@@ -31,9 +34,14 @@ test('jobs Redis lost (inbound and delivery) are queued again after it restarts:
   const connection = { path: join(dataDir, 'redis', 'redis.sock') };
   const inbound = new Queue<InboundJob>(inboundQueueName('adt'), { connection, prefix: QUEUE_PREFIX });
   const deliveries = new Queue<DeliveryJob>(destinationQueueName('adt', 'archive'), { connection, prefix: QUEUE_PREFIX });
-  /** The waiting job that holds message `id` (each message was sent alone, so its job holds only it). */
-  const jobHolding = async <T>(queue: Queue<T>, work: (data: T) => string[], id: string): Promise<string | undefined> =>
-    (await queue.getJobs(['waiting', 'prioritized', 'delayed'])).find((job) => work(job.data).includes(id))?.id;
+  /** The waiting jobs that hold any of messages `ids`. */
+  const jobsHolding = async <T>(queue: Queue<T>, work: (data: T) => string[], ids: string[]) =>
+    (await queue.getJobs(['waiting', 'prioritized', 'delayed'])).filter((job) => work(job.data).some((id) => ids.includes(id)));
+  /** Removes them, as a Redis that lost them would; returns how much work they held. */
+  const lose = async <T>(queue: Queue<T>, work: (data: T) => unknown[], jobs: Array<{ id?: string; data: T }>): Promise<number> => {
+    for (const job of jobs) t.is(await queue.remove(job.id!), 1);
+    return jobs.reduce((held, job) => held + work(job.data).length, 0);
+  };
   const deliveryIds = (data: DeliveryJob) => deliveryWork(data).map((w) => w.id);
   t.teardown(() => Promise.all([inbound.close(), deliveries.close()]));
 
@@ -43,20 +51,34 @@ test('jobs Redis lost (inbound and delivery) are queued again after it restarts:
   const { body } = await engine.api<{ items: Array<{ id: string; controlId: string }> }>('/api/messages?channel=adt');
   const idOf = new Map(body.items.map((m) => [m.controlId, m.id]));
 
-  // Lost from the inbound queue: the last two, still waiting behind the slow script.
-  for (const controlId of ['L5', 'L6']) t.is(await inbound.remove((await jobHolding(inbound, inboundWork, idOf.get(controlId)!))!), 1);
-  // Lost from the delivery queue: two that wait behind L1, which the blocked folder keeps retrying.
-  await eventually(() => jobHolding(deliveries, deliveryIds, idOf.get('L4')!), 20_000, 'L4 to be transformed');
-  for (const controlId of ['L3', 'L4']) t.is(await deliveries.remove((await jobHolding(deliveries, deliveryIds, idOf.get(controlId)!))!), 1);
+  // Lost from the inbound queue: the job holding the last two, waiting while the translator is on L2.
+  const [l5, l6] = [idOf.get('L5')!, idOf.get('L6')!];
+  const waitingInbound = await eventually(async () => {
+    const jobs = await jobsHolding(inbound, inboundWork, [l5, l6]);
+    return jobs.some((job) => inboundWork(job.data).includes(l5)) && jobs.some((job) => inboundWork(job.data).includes(l6)) ? jobs : undefined;
+  }, 20_000, 'L5 and L6 waiting in the inbound queue');
+  const lostMessages = await lose(inbound, inboundWork, waitingInbound);
+  // Lost from the delivery queue: the job holding L2, which waits behind L1 (the blocked folder keeps retrying it).
+  const waitingDelivery = await eventually(async () => {
+    const jobs = await jobsHolding(deliveries, deliveryIds, [idOf.get('L2')!]);
+    return jobs.length > 0 ? jobs : undefined;
+  }, 20_000, 'L2 waiting in the delivery queue');
+  const lostDeliveries = await lose(deliveries, deliveryWork, waitingDelivery);
 
   process.kill((await redisPid(dataDir))!, 'SIGKILL');
   await eventually(() => (/"msg":"Redis restarted: queueing again/.test(engine.output()) ? true : undefined), 20_000, 'the engine to see the new Redis');
-  await eventually(() => (/"recovered":2,"msg":"queued messages the message log held as received/.test(engine.output()) ? true : undefined), 20_000, 'the inbound resync');
-  await eventually(() => (/"recovered":2,"msg":"queued deliveries the message log held as queued/.test(engine.output()) ? true : undefined), 20_000, 'the delivery resync');
+  const resynced = (what: string, count: number): RegExp => new RegExp(`"recovered":${count},"msg":"queued ${what} the message log held`);
+  await eventually(() => (resynced('messages', lostMessages).test(engine.output()) ? true : undefined), 20_000, 'the inbound resync');
+  await eventually(() => (resynced('deliveries', lostDeliveries).test(engine.output()) ? true : undefined), 20_000, 'the delivery resync');
 
   await project.unblock();
   const delivered = await eventually(() => (watch.names().length >= controlIds.length ? watch.names() : undefined), 30_000, 'every message delivered');
   t.deepEqual(delivered.map((name) => name.split('@')[0]).sort(), controlIds);
-  const { body: after } = await engine.api<Array<{ name: string; counts: Record<string, number> }>>('/api/channels');
-  t.like(after.find((c) => c.name === 'adt')!.counts, { received: 6, sent: 6, queued: 0, errored: 0 });
+  // A file exists a moment before the message log records it sent.
+  const counts = await eventually(async () => {
+    const { body: after } = await engine.api<Array<{ name: string; counts: Record<string, number> }>>('/api/channels');
+    const adt = after.find((c) => c.name === 'adt')!.counts;
+    return adt.sent === 6 ? adt : undefined;
+  }, 20_000, 'all six recorded sent');
+  t.like(counts, { received: 6, sent: 6, queued: 0, errored: 0 });
 });
