@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DestinationConfig } from '../config/contract.ts';
 import { Path, StringEnum, Tag } from '../config/units.ts';
@@ -8,6 +8,7 @@ import type { DestinationConnector } from '../connector.ts';
 import { FerryError, isFerryError } from '../errors.ts';
 import { inProgressName, withSuffix } from '../file-names.ts';
 import type { Delivery, Destination, SendOutcome } from './destination.ts';
+import { fileCallsFor, type FileCalls } from './file-calls.ts';
 
 // One file per output, written atomically: a temp file in the same folder is written and fsync'ed,
 // then put in place under its final name, then the folder is fsync'ed — a reader never sees half a
@@ -155,7 +156,7 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
   const claim = async (temp: string, target: string, content: Buffer): Promise<'placed' | 'same' | 'other'> => {
     for (;;) {
       try {
-        await link(temp, target);
+        await (await calls()).link(temp, target);
         return 'placed';
       } catch (cause) {
         if (errnoOf(cause) !== 'EEXIST') throw placeError(cause, target, config.onExists);
@@ -196,30 +197,42 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
   // while the engine runs is made again on the retry.
   let dirReady = false;
 
+  // How this folder's files are written (file-calls.ts); found once the folder exists.
+  let chosen: FileCalls | undefined;
+  const calls = async (): Promise<FileCalls> => (chosen ??= await fileCallsFor(config.dir));
+
+  /** Removes a temp file; one that is already gone is fine. */
+  const discard = (file: string): Promise<void> =>
+    calls()
+      .then((fs) => fs.unlink(file))
+      .catch(() => undefined);
+
   /** Writes and fsyncs the output to a temp file in the folder; returns its path. */
   const writeTemp = async (delivery: Delivery): Promise<string> => {
     if (!dirReady) await mkdir(config.dir, { recursive: true });
     dirReady = true;
+    const fs = await calls();
     const temp = join(config.dir, `.${delivery.id}.${randomBytes(4).toString('hex')}.tmp`);
-    const file = await open(temp, 'wx');
+    const fd = await fs.open(temp, 'wx');
     try {
-      await file.writeFile(delivery.content);
-      await file.sync();
+      await fs.writeAll(fd, delivery.content);
+      await fs.fsync(fd);
     } catch (error) {
-      await file.close().catch(() => undefined);
-      await rm(temp, { force: true }).catch(() => undefined);
+      await fs.close(fd).catch(() => undefined);
+      await discard(temp);
       throw error;
     }
-    await file.close();
+    await fs.close(fd);
     return temp;
   };
 
   const syncDir = async (): Promise<void> => {
-    const dir = await open(config.dir, 'r');
+    const fs = await calls();
+    const fd = await fs.open(config.dir, 'r');
     try {
-      await dir.sync();
+      await fs.fsync(fd);
     } finally {
-      await dir.close();
+      await fs.close(fd);
     }
   };
 
@@ -252,7 +265,7 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
     const outcomes: SendOutcome[] = [];
     for (const [i, written] of temps.entries()) {
       if (outcomes.at(-1)?.ok === false) {
-        if (written.status === 'fulfilled') await rm(written.value, { force: true }).catch(() => undefined);
+        if (written.status === 'fulfilled') await discard(written.value);
         continue;
       }
       if (written.status === 'rejected') {
@@ -265,7 +278,7 @@ export const fileDestination = (config: FileDestinationConfig): Destination => {
         outcomes.push({ ok: false, error: failed(error, names[i]!) });
       } finally {
         // After a link the temp name is a second name of the delivered file: drop it at once.
-        await rm(written.value, { force: true }).catch(() => undefined);
+        await discard(written.value);
       }
     }
     if (badName && !outcomes.some((outcome) => !outcome.ok)) outcomes.push(badName);

@@ -17,7 +17,7 @@ import type { DeliveryOutcome, DeliveryTracker } from './delivery-tracker.ts';
 import { deliveryJob, deliveryWork, type DeliveryJob } from './queues.ts';
 
 /** Outputs handed to a destination's sendMany at once, and recorded in one transaction. */
-const SEND_RUN = 100;
+const SEND_RUN = 500;
 
 export interface DeliveryStepDeps {
   channel: string;
