@@ -138,7 +138,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
 
   const transform = transformStep({ config, store, translator: () => translator, deliveryQueues, logger, noteError });
 
-  const requeueMissing = (): Promise<number> =>
+  const recover = (): Promise<number> =>
     recoverLostWork({ channel: config.name, store, inbound, deliveryQueues, logger, dispatching: intake.dispatcher.pending() });
 
   /** A job the engine could not finish, given up after its attempts: its messages are marked error. */
@@ -215,7 +215,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
         let abandoned = 0;
         for (const queue of [inbound, ...deliveryQueues.values()]) abandoned += await requeueAbandoned(queue);
         if (abandoned > 0) logger.warn({ jobs: abandoned }, 'resumed jobs an earlier engine left in progress');
-        await requeueMissing();
+        await recover();
         workers = startWorkers();
         await Promise.all(workers.map((w) => w.waitUntilReady()));
         intake.dispatcher.setConsuming(true);
@@ -259,7 +259,7 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     sourcePort: () => source?.port,
 
     async resync() {
-      if (state === 'running') await requeueMissing();
+      if (state === 'running') await recover();
     },
 
     async close() {

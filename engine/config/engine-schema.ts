@@ -215,7 +215,7 @@ export const engineSchema = Type.Object(
       Duration({
         title: 'Commit timeout',
         description:
-          'How long intake waits for Redis to queue a message before answering AE (MLLP) or 503 (HTTPS) instead of holding the sender; the sender keeps the message and resends.',
+          'How long intake waits for the message log to commit a message before answering AE (MLLP) or 503 (HTTPS) instead of holding the sender (a stalled disk); the sender keeps the message and resends.',
         default: engineDefaults.commitTimeout,
       }),
     ),
