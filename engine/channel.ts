@@ -239,10 +239,10 @@ export const createChannel = (config: ChannelConfig, deps: ChannelDeps): Channel
     },
 
     async info() {
-      const queues: Record<string, number> = {
-        inbound: await inbound.count(),
-      };
-      for (const [name, queue] of deliveryQueues) queues[name] = await queue.count();
+      // Counted in the message log: a job holds a batch, so Redis's job counts would not say how many messages wait.
+      const depths = store.queueDepths(config.name);
+      const queues: Record<string, number> = { inbound: depths.inbound };
+      for (const destination of config.destinations) queues[destination.name] = depths.destinations[destination.name] ?? 0;
       return {
         name: config.name,
         state,

@@ -136,6 +136,8 @@ export interface MessageStore {
   recordDuplicate(id: string, reason: string): Promise<void>;
   /** The channel's backlog: messages received and not yet sent, filtered or errored. O(statuses). */
   unfinished(channel: string): number;
+  /** What waits in the channel's queues: messages still to translate, and per destination deliveries still queued. O(destinations). */
+  queueDepths(channel: string): { inbound: number; destinations: Record<string, number> };
   /** The channel's messages still `received`, after `afterSeq` in arrival order (for recovery at start). */
   receivedSince(channel: string, afterSeq: number, limit: number): ReceivedWork[];
   /**
@@ -249,6 +251,8 @@ export const openMessageStore = (file: string): MessageStore => {
   const selectCounts = db.prepare<[], { channel: string; status: Status; n: number }>(
     'SELECT channel, status, n FROM channel_counts',
   );
+  const selectReceivedCount = db.prepare<[string], { n: number }>("SELECT n FROM channel_counts WHERE channel = ? AND status = 'received'");
+  const selectDeliveryCounts = db.prepare<[string], { destination: string; n: number }>('SELECT destination, n FROM delivery_counts WHERE channel = ?');
   const selectUnfinished = db.prepare<[string], { n: number | null }>(
     "SELECT sum(n) AS n FROM channel_counts WHERE channel = ? AND status IN ('received', 'transformed', 'queued')",
   );
@@ -425,6 +429,13 @@ export const openMessageStore = (file: string): MessageStore => {
       await write(id, () => {
         setStatus.run('filtered', reason, Date.now(), id);
       });
+    },
+
+    queueDepths(channel) {
+      return {
+        inbound: selectReceivedCount.get(channel)?.n ?? 0,
+        destinations: Object.fromEntries(selectDeliveryCounts.all(channel).map(({ destination, n }) => [destination, n])),
+      };
     },
 
     unfinished(channel) {

@@ -90,6 +90,28 @@ CREATE TRIGGER IF NOT EXISTS messages_counted_move AFTER UPDATE OF status ON mes
   INSERT INTO channel_counts (channel, status, n) VALUES (new.channel, new.status, 1)
     ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
 END;
+-- Per channel and destination, the deliveries still queued: what the admin API shows as a
+-- destination's queue (its jobs hold batches, so the message log counts), in O(1) per read.
+CREATE TABLE IF NOT EXISTS delivery_counts (
+  channel     TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  n           INTEGER NOT NULL,
+  PRIMARY KEY (channel, destination)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS stages_queued_in AFTER INSERT ON stages WHEN new.status = 'queued' BEGIN
+  INSERT INTO delivery_counts (channel, destination, n)
+    VALUES ((SELECT channel FROM messages WHERE id = new.message_id), substr(new.stage, 1, instr(new.stage, '#') - 1), 1)
+    ON CONFLICT (channel, destination) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS stages_queued_move AFTER UPDATE OF status ON stages
+  WHEN (old.status = 'queued') <> (new.status = 'queued') BEGIN
+  INSERT INTO delivery_counts (channel, destination, n)
+    VALUES ((SELECT channel FROM messages WHERE id = new.message_id), substr(new.stage, 1, instr(new.stage, '#') - 1),
+            CASE WHEN new.status = 'queued' THEN 1 ELSE -1 END)
+    ON CONFLICT (channel, destination) DO UPDATE SET n = n + excluded.n;
+END;
+
 -- Per-channel totals of messages that reached each status (every message counts once as
 -- received when logged, then once for each status it enters), for the /metrics counters: unlike
 -- channel_counts they never go down, so retention deletes do not look like counter resets.
@@ -113,6 +135,9 @@ CREATE TRIGGER IF NOT EXISTS messages_totaled_move AFTER UPDATE OF status ON mes
 END;
 CREATE TRIGGER IF NOT EXISTS messages_removed AFTER DELETE ON messages BEGIN
   UPDATE channel_counts SET n = n - 1 WHERE channel = old.channel AND status = old.status;
+  UPDATE delivery_counts SET n = n - (SELECT count(*) FROM stages
+      WHERE message_id = old.id AND status = 'queued' AND substr(stage, 1, instr(stage, '#') - 1) = delivery_counts.destination)
+    WHERE channel = old.channel;
   DELETE FROM message_search WHERE rowid = old.seq;
   DELETE FROM stages WHERE message_id = old.id;
   DELETE FROM outputs WHERE message_id = old.id;
@@ -131,7 +156,13 @@ export const migrate = (db: SqliteDatabase): void => {
   if (version === SCHEMA_VERSION) return;
   const hasColumn = (table: string, column: string): boolean => (db.pragma(`table_info(${table})`) as Array<{ name: string }>).some((c) => c.name === column);
   if (!hasColumn('outputs', 'meta')) db.exec('ALTER TABLE outputs ADD COLUMN meta TEXT');
-  // 2: the queue job each message and delivery was queued under, for recovery.
+  // 2: the queue job each message and delivery was queued under, for recovery; the counts of queued
+  // deliveries, from what the log holds.
   for (const table of ['messages', 'stages']) if (!hasColumn(table, 'job')) db.exec(`ALTER TABLE ${table} ADD COLUMN job TEXT`);
+  if (version < 2) {
+    db.exec(`INSERT OR REPLACE INTO delivery_counts (channel, destination, n)
+      SELECT m.channel, substr(s.stage, 1, instr(s.stage, '#') - 1), count(*) FROM stages AS s JOIN messages AS m ON m.id = s.message_id
+      WHERE s.status = 'queued' GROUP BY 1, 2`);
+  }
   db.pragma(`user_version = ${SCHEMA_VERSION}`);
 };

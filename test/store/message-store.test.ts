@@ -740,3 +740,20 @@ test('a message log written before jobs were recorded gets the job columns, empt
   t.teardown(() => reopened.close());
   t.deepEqual(reopened.receivedSince('adt', 0, 10), [{ seq: 1, id: m.id, job: null }]);
 });
+
+test('queueDepths: messages still to translate and deliveries still queued per destination, kept by the log itself', async (t) => {
+  const { store } = await open(t);
+  const [a, b] = [message(), message()];
+  await Promise.all([store.receive(a), store.receive(b)]);
+  t.deepEqual(store.queueDepths('adt'), { inbound: 2, destinations: {} });
+  await store.recordTransform(a.id, transformed(['archive', 'lab'], ['x', 'y']));
+  t.deepEqual(store.queueDepths('adt'), { inbound: 1, destinations: { archive: 2, lab: 2 } });
+  await store.recordDelivery(a.id, 'archive#0', { status: 'sent', attempts: 1 });
+  await store.recordDelivery(a.id, 'lab#1', { status: 'queued', attempts: 1, error: 'HTTP_RETRYABLE_STATUS: 503' });
+  await store.recordDelivery(a.id, 'lab#0', { status: 'error', attempts: 1, error: 'HTTP_REJECTED: 400' });
+  t.deepEqual(store.queueDepths('adt'), { inbound: 1, destinations: { archive: 1, lab: 1 } });
+  // Retention removes an errored message with what it still had queued.
+  t.is(store.purge(Date.now() + 1), 1);
+  t.deepEqual(store.queueDepths('adt'), { inbound: 1, destinations: { archive: 0, lab: 0 } });
+  t.deepEqual(store.queueDepths('other'), { inbound: 0, destinations: {} });
+});
