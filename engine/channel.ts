@@ -14,7 +14,7 @@ import { recoverLostWork } from './pipeline/recovery.ts';
 import { transformStep } from './pipeline/transform-step.ts';
 import { createDeliveryTracker, type BlockedDelivery, type SkipOutcome } from './pipeline/delivery-tracker.ts';
 import { createTranslator, type ScriptStatus, type Translator } from './sandbox/translator.ts';
-import type { MessageStore } from './store/message-store.ts';
+import type { MessageStore } from './store/contract.ts';
 
 // Wires one channel: source → intake → inbound queue → translator step → one queue per destination
 // → destination step (engine/pipeline/), and starts and stops it in that order and back.

@@ -20,7 +20,8 @@ import { QUEUE_PREFIX } from './pipeline/queues.ts';
 import { checkEvictionPolicy, createRedis, redisConnectionOptions, watchRedisRestarts, type RedisAddress } from './redis/connection.ts';
 import { embeddedRedis, type EmbeddedRedis } from './redis/embedded.ts';
 import { openAdminStore } from './store/admin-store.ts';
-import { openMessageStore, type MessageStore } from './store/message-store.ts';
+import type { MessageStore } from './store/contract.ts';
+import { openMessageStore } from './store/message-store.ts';
 import { createPushHub, type PushHub } from './push/hub.ts';
 import { websocketEndpoint, type WebSocketEndpoint } from './push/websocket-endpoint.ts';
 

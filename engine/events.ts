@@ -1,4 +1,4 @@
-import type { MessageStore } from './store/message-store.ts';
+import type { MessageStore } from './store/contract.ts';
 
 // The engine's in-process event bus: what changed, not what it now is (listeners read the current
 // state themselves, so a burst of changes to one thing can be coalesced into one read). Fed by

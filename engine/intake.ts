@@ -7,7 +7,7 @@ import { isAck, readHeader, type Hl7Header } from './hl7/header.ts';
 import { newMessageId } from './wire/ids.ts';
 import { createDispatcher, type Dispatcher } from './pipeline/dispatcher.ts';
 import type { InboundJob } from './pipeline/queues.ts';
-import type { MessageStore, ReceivedMessage } from './store/message-store.ts';
+import type { MessageStore, ReceivedMessage } from './store/contract.ts';
 
 // Intake: the one place a message becomes Ferry's responsibility. It is committed to the message
 // log — durable from then on, whatever happens to the engine or to Redis — and only then reported

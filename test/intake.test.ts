@@ -7,7 +7,8 @@ import type { ErrorCode } from '../engine/errors.ts';
 import { createIntake, type Intake, type IntakeDeps, type IntakeResult } from '../engine/intake.ts';
 import { createQueue, inboundQueueName, inboundWork, type InboundJob } from '../engine/pipeline/queues.ts';
 import { redisConnectionOptions } from '../engine/redis/connection.ts';
-import { openMessageStore, type MessageStore } from '../engine/store/message-store.ts';
+import type { MessageStore } from '../engine/store/contract.ts';
+import { openMessageStore } from '../engine/store/message-store.ts';
 import { startTestRedis } from './helpers/redis.ts';
 import { eventually, tempDir } from './helpers/temp.ts';
 

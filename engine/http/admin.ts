@@ -16,7 +16,7 @@ import { destinationStage, isStatus, type Status } from '../message.ts';
 import { redactSecrets } from '../redact.ts';
 import { pingRedis } from '../redis/connection.ts';
 import type { AdminStore } from '../store/admin-store.ts';
-import type { MessageStore } from '../store/message-store.ts';
+import type { MessageStore } from '../store/contract.ts';
 import { actorOf, createAuth, principalOf } from './auth.ts';
 import { createEventStream, type EventStreamOptions } from './event-stream.ts';
 import { createMetrics } from './metrics.ts';

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Channel } from '../channel.ts';
 import { statuses } from '../message.ts';
-import type { MessageStore } from '../store/message-store.ts';
+import type { MessageStore } from '../store/contract.ts';
 
 // GET /metrics in the Prometheus text format. Every ferry_* value is read at scrape time from what
 // already keeps it (the message log's totals, the queues, the channels): nothing on the message

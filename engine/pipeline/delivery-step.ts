@@ -11,7 +11,7 @@ import type { DestinationConfig } from '../config/contract.ts';
 import type { Delivery, Destination, SendOutcome } from '../destinations/destination.ts';
 import { FerryError, describeError, isFerryError, isPermanent } from '../errors.ts';
 import { destinationStage } from '../message.ts';
-import type { DeliveryInput, MessageStore } from '../store/message-store.ts';
+import type { DeliveryInput, MessageStore } from '../store/contract.ts';
 import { mayRetry, nextTryIn } from './backoff.ts';
 import type { DeliveryOutcome, DeliveryTracker } from './delivery-tracker.ts';
 import { deliveryJob, deliveryWork, type DeliveryJob } from './queues.ts';

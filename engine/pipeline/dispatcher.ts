@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../errors.ts';
 import { newMessageId } from '../wire/ids.ts';
 import { logThrottle } from '../log-throttle.ts';
-import type { MessageStore } from '../store/message-store.ts';
+import type { MessageStore } from '../store/contract.ts';
 import { retryDelay } from './backoff.ts';
 import { inboundJob, type InboundJob } from './queues.ts';
 

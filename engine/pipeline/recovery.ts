@@ -8,7 +8,7 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { newMessageId } from '../wire/ids.ts';
-import type { MessageStore, QueuedDelivery, ReceivedWork } from '../store/message-store.ts';
+import type { MessageStore, QueuedDelivery, ReceivedWork } from '../store/contract.ts';
 import {
   deliveryJob,
   deliveryJobId,

@@ -9,7 +9,7 @@ import type { ChannelConfig } from '../config/contract.ts';
 import { FerryError, describeError, isPermanent } from '../errors.ts';
 import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
 import type { Translator, TranslatorResult } from '../sandbox/translator.ts';
-import type { MessageStore, TransformInput, TransformRecord } from '../store/message-store.ts';
+import type { MessageStore, TransformInput, TransformRecord } from '../store/contract.ts';
 import {
   deliveryJob,
   deliveryJobId,

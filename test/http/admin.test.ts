@@ -2,7 +2,7 @@ import type { ExecutionContext } from 'ava';
 import test from 'ava';
 import type { ChannelInfo } from '../../engine/channel.ts';
 import { newMessageId } from '../../engine/wire/ids.ts';
-import type { MessageStore, ReceivedMessage } from '../../engine/store/message-store.ts';
+import type { MessageStore, ReceivedMessage } from '../../engine/store/contract.ts';
 import { fakeChannel, startAdmin } from '../helpers/admin.ts';
 import { adtMessage } from '../helpers/hl7.ts';
 import type { TestRedis } from '../helpers/redis.ts';

@@ -14,7 +14,8 @@ import {
   type InboundJob,
 } from '../../engine/pipeline/queues.ts';
 import { redisConnectionOptions } from '../../engine/redis/connection.ts';
-import { openMessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
+import type { ReceivedMessage } from '../../engine/store/contract.ts';
+import { openMessageStore } from '../../engine/store/message-store.ts';
 import { startTestRedis } from '../helpers/redis.ts';
 import { tempDir } from '../helpers/temp.ts';
 

@@ -6,7 +6,8 @@ import { FerryError } from '../../engine/errors.ts';
 import { newMessageId } from '../../engine/wire/ids.ts';
 import type { Status } from '../../engine/message.ts';
 import { toFtsQuery } from '../../engine/store/message-list.ts';
-import { openMessageStore, type MessageStore, type ReceivedMessage } from '../../engine/store/message-store.ts';
+import type { MessageStore, ReceivedMessage } from '../../engine/store/contract.ts';
+import { openMessageStore } from '../../engine/store/message-store.ts';
 import { SCHEMA_VERSION } from '../../engine/store/schema.ts';
 import { tempDir } from '../helpers/temp.ts';
 
