@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { FerryError } from '../errors.ts';
+import { nodeBundle } from '../node-bundle.ts';
 import { scriptLocator, type SourceLocation } from './source-map.ts';
 
 export type { SourceLocation } from './source-map.ts';
@@ -237,34 +238,8 @@ export const preludeCode = (): Promise<string> => {
   return prelude;
 };
 
-let host: Promise<string> | undefined;
-
 /**
- * The sandbox host program (host.ts and what it imports) as one ES module for plain node, built once
- * per process. Host processes run it from stdin rather than through tsx's loader, which would cost
- * each of them ~25 MB more memory and ~200 ms more to start.
+ * The sandbox host program (host.ts and what it imports), bundled for plain node (node-bundle.ts).
+ * The native addon is loaded from the engine's node_modules: ivm.ts resolves it from its own URL.
  */
-export const hostCode = (): Promise<string> => {
-  const entry = new URL('./host.ts', import.meta.url);
-  host ??= esbuild
-    .build({
-      entryPoints: [fileURLToPath(entry)],
-      write: false,
-      bundle: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      legalComments: 'none',
-      logLevel: 'silent',
-      // The native addon is loaded from the engine's node_modules: ivm.ts resolves it from its own
-      // URL, which stands for every bundled file (they all live in this folder).
-      external: ['isolated-vm', 'isolated-vm-v6'],
-      define: { 'import.meta.url': JSON.stringify(entry.href) },
-    })
-    .then((result) => result.outputFiles[0]!.text)
-    .catch((error: unknown) => {
-      host = undefined;
-      throw error;
-    });
-  return host;
-};
+export const hostCode = (): Promise<string> => nodeBundle(new URL('./host.ts', import.meta.url), ['isolated-vm', 'isolated-vm-v6']);
