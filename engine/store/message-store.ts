@@ -58,9 +58,11 @@ export const openMessageStore = (file: string): MessageStore => {
     VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (message_id, stage) DO UPDATE SET status = excluded.status, content = excluded.content,
       error = excluded.error, attempts = excluded.attempts, updated_at = excluded.updated_at`);
+  // A replayed transform must not reset a delivery that already happened: a stage already sent is
+  // left as it is (and the statement changes nothing).
   const queueStage = db.prepare(`INSERT INTO stages (message_id, stage, status, attempts, updated_at, job) VALUES (?, ?, 'queued', 0, ?, ?)
     ON CONFLICT (message_id, stage) DO UPDATE SET status = 'queued', content = NULL, error = NULL, attempts = 0,
-      updated_at = excluded.updated_at, job = excluded.job`);
+      updated_at = excluded.updated_at, job = excluded.job WHERE stages.status <> 'sent'`);
   const upsertOutput = db.prepare(`INSERT INTO outputs (message_id, idx, content, meta) VALUES (?, ?, ?, ?)
     ON CONFLICT (message_id, idx) DO UPDATE SET content = excluded.content, meta = excluded.meta`);
   const selectOutputMeta = db.prepare<[string, number], { meta: string | null }>(
@@ -74,6 +76,12 @@ export const openMessageStore = (file: string): MessageStore => {
     `SELECT (SELECT status FROM stages WHERE message_id = @id AND stage = '${TRANSFORM_STAGE}') AS transform,
        ${statuses.map((s) => `EXISTS (SELECT 1 FROM stages WHERE message_id = @id AND status = '${s}' AND stage <> '${TRANSFORM_STAGE}') AS has_${s},`).join('\n       ')}
        (SELECT error FROM stages INDEXED BY stages_by_status WHERE message_id = @id AND status = 'error' ORDER BY stage LIMIT 1) AS error`,
+  );
+  // A message's stages, read whole when it has few (nearly all): one index range instead of the
+  // eight seeks above, which only a message with many outputs needs.
+  const FEW_STAGES = 32;
+  const selectFewStages = db.prepare<[string], { stage: string; status: Status; error: string | null }>(
+    `SELECT stage, status, error FROM stages WHERE message_id = ? LIMIT ${FEW_STAGES + 1}`,
   );
   const setStatus = db.prepare('UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?');
   const selectStored = db.prepare<[string], StoredMessage & { received_at: number; control_id: string | null }>(
@@ -150,6 +158,19 @@ export const openMessageStore = (file: string): MessageStore => {
    * its destination stages are in, not by reading every stage.
    */
   const refreshStatus = (id: string, now: number): void => {
+    const stages = selectFewStages.all(id);
+    if (stages.length <= FEW_STAGES) {
+      let transform: Status | undefined;
+      const found = new Set<Status>();
+      let error: { stage: string; error: string | null } | undefined;
+      for (const row of stages) {
+        if (row.stage === TRANSFORM_STAGE) transform = row.status;
+        else found.add(row.status);
+        if (row.status === 'error' && (!error || row.stage < error.stage)) error = row;
+      }
+      setStatus.run(deriveStatus(transform, [...found]), error?.error ?? null, now, id);
+      return;
+    }
     const facts = selectStatusFacts.get({ id })!;
     const status = deriveStatus(facts.transform ?? undefined, statuses.filter((s) => facts[`has_${s}`] === 1));
     setStatus.run(status, facts.error, now, id);
@@ -236,18 +257,20 @@ export const openMessageStore = (file: string): MessageStore => {
         const now = Date.now();
         const error = record.status === 'error' ? record.error : null;
         upsertStage.run(id, TRANSFORM_STAGE, record.status, record.logs || null, error, 1, now);
+        let kept = false;
         if (record.status === 'transformed') {
           record.outputs.forEach((content, index) => {
             const meta = record.meta?.[index];
             upsertOutput.run(id, index, content, meta ? JSON.stringify(meta) : null);
             for (const destination of record.destinations) {
-              // A replayed transform must not reset a delivery that already happened.
-              const existing = selectStage.get(id, `${destination}#${index}`);
-              if (existing?.status !== 'sent') queueStage.run(id, `${destination}#${index}`, now, record.jobs?.[destination] ?? null);
+              if (queueStage.run(id, `${destination}#${index}`, now, record.jobs?.[destination] ?? null).changes === 0) kept = true;
             }
           });
         }
-        refreshStatus(id, now);
+        // A first transform decides the status by itself; a replay that kept sent deliveries reads them.
+        if (kept) return refreshStatus(id, now);
+        const queued = record.status === 'transformed' && record.outputs.length > 0 && record.destinations.length > 0;
+        setStatus.run(queued ? 'queued' : record.status, error, now, id);
       });
     },
 
