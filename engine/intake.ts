@@ -1,6 +1,5 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import { createBatcher } from './batcher.ts';
 import { FerryError, describeError } from './errors.ts';
 import { decodeAs, decodeHl7 } from './hl7/charset.ts';
 import { isAck, readHeader, type Hl7Header } from './hl7/header.ts';
@@ -127,32 +126,36 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
   let depthReadAt = Number.NEGATIVE_INFINITY;
   let full = false;
 
-  // The messages of one turn, recorded in one transaction; then handed to the queue's feed.
-  const commit = createBatcher<ReceivedMessage, Committed>(async (records) => {
-    const received = await Promise.allSettled(records.map((record) => store.receive(record)));
-    const queued: string[] = [];
-    const results = received.map((outcome, i): Committed => {
-      const { id } = records[i]!;
-      if (outcome.status === 'rejected') return { kind: 'failed', message: `cannot record the message: ${describeError(outcome.reason)}`, cause: outcome.reason };
-      const { fresh, duplicateOf } = outcome.value;
-      if (duplicateOf !== undefined) return { kind: 'duplicate', of: duplicateOf };
-      if (fresh) {
-        depth += 1;
-        queued.push(id);
-        return { kind: 'queued' };
-      }
-      const known = store.load(id);
-      // A fixed id already taken by another channel is another message (one sender's message posted
-      // to two channels), never a duplicate: refuse rather than acknowledge what will not be processed.
-      if (known?.channel !== channel) return { kind: 'failed', message: `message id ${id} is already used by another channel`, cause: undefined };
-      // A replayed hand-off whose first copy is still to transform goes to the queue again, in case
-      // its job was lost (processing it twice is harmless: the translator step skips what is done).
-      if (known.status === 'received') queued.push(id);
-      return { kind: 'known' };
-    });
-    dispatcher.dispatch(queued);
-    return results;
-  });
+  /**
+   * Records the message (the message log commits the writes of one turn of the event loop in one
+   * transaction) and hands it to the queue's feed, which gathers a turn's messages into one job.
+   */
+  const commit = async (record: ReceivedMessage): Promise<Committed> => {
+    const { id } = record;
+    let received;
+    try {
+      received = await store.receive(record);
+    } catch (cause) {
+      return { kind: 'failed', message: `cannot record the message: ${describeError(cause)}`, cause };
+    }
+    if (received.duplicateOf !== undefined) return { kind: 'duplicate', of: received.duplicateOf };
+    if (received.fresh) {
+      depth += 1;
+      dispatcher.dispatch([id]);
+      return { kind: 'queued' };
+    }
+    const known = store.load(id);
+    // A fixed id already taken by another channel is another message (one sender's message posted
+    // to two channels), never a duplicate: refuse rather than acknowledge what will not be processed.
+    if (known?.channel !== channel) return { kind: 'failed', message: `message id ${id} is already used by another channel`, cause: undefined };
+    // A replayed hand-off whose first copy is still to transform goes to the queue again, in case
+    // its job was lost (processing it twice is harmless: the translator step skips what is done).
+    if (known.status === 'received') dispatcher.dispatch([id]);
+    return { kind: 'known' };
+  };
+
+  /** Commits still under way, for drain. */
+  const inFlight = new Set<Promise<Committed>>();
 
   /** Whether the channel is at maxQueued; logs once when it fills and once when it drains. */
   const isFull = (): boolean => {
@@ -210,11 +213,14 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
         sender: header ? [header.sendingApplication, header.sendingFacility].filter(Boolean).join('@') || null : null,
         ...(dedupeKey !== undefined && dedupe ? { dedupe: { key: dedupeKey, windowMs: dedupe.windowMs, note: dedupeNote! } } : {}),
       };
-      // The deadline runs from here, not from when this message's batch gets its turn: a stalled
-      // commit holds the batches behind it too, and each sender must hear AE within the timeout.
+      // A stalled commit (a disk that hangs) holds the batches behind it too: each sender hears AE
+      // within the timeout.
       let committed: Committed;
       try {
-        committed = await withDeadline(commit.add(record), commitTimeoutMs);
+        const committing = commit(record);
+        inFlight.add(committing);
+        void committing.finally(() => inFlight.delete(committing));
+        committed = await withDeadline(committing, commitTimeoutMs);
       } catch (cause) {
         return fail(header, `cannot record the message: ${describeError(cause)}`, cause);
       }
@@ -247,7 +253,7 @@ export const createIntake = (deps: IntakeDeps): ChannelIntake => {
     },
 
     async drain() {
-      await commit.drain();
+      await Promise.all(inFlight);
       await dispatcher.drain();
     },
 

@@ -13,6 +13,7 @@ import { FerryError, describeError, isFerryError, isPermanent } from '../errors.
 import { destinationStage } from '../message.ts';
 import type { DeliveryInput, MessageStore } from '../store/contract.ts';
 import { mayRetry, nextTryIn } from './backoff.ts';
+import { inSlices } from './in-slices.ts';
 import type { DeliveryOutcome, DeliveryTracker } from './delivery-tracker.ts';
 import { deliveryJob, deliveryWork, type DeliveryJob } from './queues.ts';
 
@@ -57,8 +58,8 @@ export const deliveryStep = (deps: DeliveryStepDeps) => {
     ...(signal ? { signal } : {}),
   });
 
-  const recordSent = (sent: Array<{ input: DeliveryInput; response: string; attempts: number }>): Promise<unknown> =>
-    Promise.all(sent.map(({ input, response, attempts }) => store.recordDelivery(input.id, destinationStage(name, input.output), { status: 'sent', attempts, response })));
+  const recordSent = (sent: Array<{ input: DeliveryInput; response: string; attempts: number }>): Promise<void> =>
+    inSlices(sent, ({ input, response, attempts }) => store.recordDelivery(input.id, destinationStage(name, input.output), { status: 'sent', attempts, response }));
 
   /** Records a delivery as failed for good: given up, refused, or skipped by an operator. */
   const recordFailed = async (input: DeliveryInput, attempts: number, final: string): Promise<void> => {

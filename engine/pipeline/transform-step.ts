@@ -1,7 +1,7 @@
 // A channel's translator step: one inbound job (messages committed together, in arrival order) is
-// run through the channel's script in one round trip to its sandbox, every outcome is recorded in
-// one transaction, and the outputs are queued for each destination, a job per destination (and per
-// DELIVERY_BATCH outputs). Each message re-reads its content from the message log, so a job
+// run through the channel's script in one round trip to its sandbox, every outcome is recorded (a
+// transaction per slice, in-slices.ts), and the outputs are queued for each destination, a job per
+// destination (and per DELIVERY_BATCH outputs). Each message re-reads its content from the message log, so a job
 // replayed after a crash skips what is already recorded and only queues again what is still to do.
 import type { Job, Queue } from 'bullmq';
 import type { Logger } from 'pino';
@@ -10,6 +10,7 @@ import { FerryError, describeError, isPermanent } from '../errors.ts';
 import { decodeAs, encodeHl7 } from '../hl7/charset.ts';
 import type { Translator, TranslatorResult } from '../sandbox/translator.ts';
 import type { MessageStore, TransformInput, TransformRecord } from '../store/contract.ts';
+import { inSlices } from './in-slices.ts';
 import {
   deliveryJob,
   deliveryJobId,
@@ -139,8 +140,7 @@ export const transformStep = ({ config, store, translator, deliveryQueues, logge
       ]);
     });
 
-    // Issued together: one transaction for the whole job.
-    await Promise.all(records.map(([id, record]) => store.recordTransform(id, record)));
+    await inSlices(records, ([id, record]) => store.recordTransform(id, record));
     await Promise.all(
       [...jobs].map(([destination, filling]) =>
         filling.length === 0
